@@ -1,0 +1,25 @@
+# The two entry points of the README. Each installs what it needs on a fresh machine (a venv in .venv,
+# exact versions from constraints.txt), then runs.
+PYTHON ?= python3
+VENV := .venv
+BIN := $(VENV)/bin
+SEEDS ?= 1
+
+.PHONY: run test smoke clean
+
+$(BIN)/mnistbench-installed: pyproject.toml constraints.txt
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/pip install -q -c constraints.txt -e '.[test,ray]'
+	touch $@
+
+# The main job: the seed notebook, every experiment of it, then its report.
+run: $(BIN)/mnistbench-installed
+	$(BIN)/mnistbench data fetch mnist
+	$(BIN)/mnistbench run seed --seeds $(SEEDS)
+	$(BIN)/mnistbench report seed
+
+test: $(BIN)/mnistbench-installed
+	$(BIN)/python -m pytest
+
+clean:
+	rm -rf $(VENV) build *.egg-info

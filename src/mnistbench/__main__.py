@@ -1,0 +1,5 @@
+"""python -m mnistbench"""
+
+from .cli import main
+
+main()

@@ -1,0 +1,422 @@
+"""Statistics over seeds: group trials by configuration, summarize them, and compare configurations
+with Welch's t-test in sentences generated from the numbers alone."""
+
+from __future__ import annotations
+
+import math
+import os
+import warnings
+from dataclasses import dataclass, field
+from itertools import combinations
+from typing import Callable, Sequence
+
+from scipy import stats
+
+from .models import MODELS
+from .recipes import OPTIMIZERS
+from .result import TrialResult
+from .spec import TrialSpec
+
+ALPHA = 0.05  # two-sided significance level of every comparison
+OPTIMIZER_NAMES = {"sgd": "SGD", "adam": "Adam", "adamw": "AdamW", "rmsprop": "RMSprop",
+                   "adagrad": "Adagrad", "adadelta": "Adadelta"}
+
+
+def pct(x: float) -> str:
+    return f"{100 * x:.2f}%"
+
+
+def seconds(x: float) -> str:
+    return f"{x:.3g} s"
+
+
+def target_text(target: float) -> str:
+    return f"{100 * target:g}%"
+
+
+@dataclass(frozen=True)
+class Stat:
+    """A sample over seeds: mean, sample std and the half-width of the 95% Student-t interval."""
+
+    values: tuple[float, ...]
+
+    @property
+    def n(self) -> int:
+        return len(self.values)
+
+    @property
+    def mean(self) -> float | None:
+        return sum(self.values) / self.n if self.values else None
+
+    @property
+    def std(self) -> float | None:
+        if self.n < 2:
+            return None
+        m = self.mean
+        return math.sqrt(sum((v - m) ** 2 for v in self.values) / (self.n - 1))
+
+    @property
+    def ci95(self) -> float | None:
+        if self.n < 2:
+            return None
+        return float(stats.t.ppf(0.975, self.n - 1)) * self.std / math.sqrt(self.n)
+
+
+@dataclass(frozen=True)
+class Metric:
+    """How to read one number off a trial, format it, and phrase a significant difference."""
+
+    noun: str  # "final test accuracy", "time to {target}"
+    value: Callable[[TrialResult], float | None]
+    fmt: Callable[[float], str]
+    spread: Callable[[float], str]  # std in the metric's unit (percentage points for accuracy)
+    higher_is_better: bool
+    better: str  # sentence for a significant difference, winner first
+    missing: str  # what n = 0 means for this metric
+    subset: str  # which runs carry the metric
+    unit: str  # of a difference or a spread: "points" for accuracy
+
+
+def _finished_accuracy(r: TrialResult) -> float | None:
+    # Diverged and failed runs have no meaningful final accuracy; they are counted in the status instead.
+    ok = r.status in ("reached", "budget") and r.final_accuracy is not None and math.isfinite(r.final_accuracy)
+    return r.final_accuracy if ok else None
+
+
+METRICS: dict[str, Metric] = {
+    "accuracy": Metric(
+        "final test accuracy", _finished_accuracy, pct, lambda s: f"{100 * s:.2f}", True,
+        "{best} ended with a higher final test accuracy than {worst}: {fb} against {fw}",
+        "has no finished run", "runs that finished", "points"),
+    "time_to_target": Metric(
+        "time to {target}", lambda r: r.time_to_target_s, seconds, lambda s: f"{s:.2g}", False,
+        "{best} reached {target} in {fb} against {fw} for {worst}",
+        "never reached {target}", "seeds that reached the target", "s"),
+    "epochs_to_target": Metric(
+        "epochs to {target}", lambda r: r.epochs_to_target, lambda x: f"{x:.2g} epochs", lambda s: f"{s:.2g}",
+        False, "{best} reached {target} in {fb} against {fw} for {worst}",
+        "never reached {target}", "seeds that reached the target", "epochs"),
+}
+
+
+def metric_stat(results: Sequence[TrialResult], metric: str) -> Stat:
+    get = METRICS[metric].value
+    return Stat(tuple(float(v) for r in results if (v := get(r)) is not None))
+
+
+def describe_stat(s: Stat, metric: str | Metric) -> str:
+    """'98.91% ± 0.08' (mean ± std) or a single value when there is one run."""
+    m = METRICS[metric] if isinstance(metric, str) else metric
+    return m.fmt(s.mean) if s.n < 2 else f"{m.fmt(s.mean)} ± {m.spread(s.std)}"
+
+
+@dataclass
+class ConfigSummary:
+    """One configuration (a spec without its seed) over all its seeds."""
+
+    key: str
+    label: str
+    spec: TrialSpec  # the first seed's spec: everything but `seed` is shared by the group
+    results: list[TrialResult] = field(repr=False)
+    accuracy: Stat
+    time_to_target: Stat  # over the seeds that reached the target only
+    epochs_to_target: Stat
+    status_counts: dict[str, int]
+
+    @property
+    def n(self) -> int:
+        return len(self.results)
+
+    @property
+    def reached(self) -> int:
+        return sum(r.reached for r in self.results)
+
+    @property
+    def seeds(self) -> list[int]:
+        return sorted(r.spec.seed for r in self.results)
+
+    @property
+    def batchnorm(self) -> bool:
+        return MODELS.get(self.spec.model).batchnorm
+
+    @property
+    def optimizer_name(self) -> str:
+        return OPTIMIZER_NAMES.get(self.spec.optimizer, self.spec.optimizer)
+
+
+def derive_label(spec: TrialSpec, omit: frozenset[str] = frozenset()) -> str:
+    """A readable name from what usually tells configurations apart."""
+    parts = {
+        "model": spec.model,
+        "optimizer": f"{OPTIMIZER_NAMES.get(spec.optimizer, spec.optimizer)} lr {spec.lr:g}",
+        "schedule": spec.schedule if spec.schedule != "constant" else "",
+        "batch_size": f"batch {spec.batch_size}",
+        "precision": spec.precision if spec.precision != "fp32" else "",
+    }
+    return " · ".join(v for k, v in parts.items() if v and k not in omit)
+
+
+def summarize(results: Sequence[TrialResult], labels: dict[str, str] | None = None) -> list[ConfigSummary]:
+    """Group by spec.config_key() in order of first appearance; `labels` maps a config key to its name."""
+    groups: dict[str, list[TrialResult]] = {}
+    for r in results:
+        groups.setdefault(r.spec.config_key(), []).append(r)
+    labels = labels or {}
+    names = {k: labels.get(k) or derive_label(g[0].spec) for k, g in groups.items()}
+    taken = list(names.values())
+    summaries = []
+    for key, group in groups.items():
+        # Two configurations that differ only in a detail the label leaves out must not share a name.
+        label = names[key] if taken.count(names[key]) == 1 else f"{names[key]} [{key[:6]}]"
+        counts: dict[str, int] = {}
+        for r in group:
+            counts[r.status] = counts.get(r.status, 0) + 1
+        summaries.append(ConfigSummary(
+            key, label, group[0].spec, group, metric_stat(group, "accuracy"),
+            metric_stat(group, "time_to_target"), metric_stat(group, "epochs_to_target"), counts))
+    return summaries
+
+
+@dataclass(frozen=True)
+class Comparison:
+    """Two groups of runs compared on one metric: Welch's t-test, effect sizes, and the sentence."""
+
+    metric: str
+    a_label: str
+    b_label: str
+    a: Stat
+    b: Stat
+    a_total: int  # runs in the group, whether or not they carry the metric
+    b_total: int
+    difference: float | None  # mean(a) - mean(b)
+    cohens_d: float | None
+    hedges_g: float | None
+    t: float | None
+    p: float | None
+    sentence: str
+
+    @property
+    def significant(self) -> bool:
+        return self.p is not None and self.p < ALPHA
+
+
+def p_text(p: float) -> str:
+    return "p < 0.001" if p < 0.001 else f"p = {p:.2g}"
+
+
+def _effect_sizes(a: Stat, b: Stat) -> tuple[float | None, float | None]:
+    if a.n < 2 or b.n < 2:
+        return None, None
+    pooled = math.sqrt(((a.n - 1) * a.std ** 2 + (b.n - 1) * b.std ** 2) / (a.n + b.n - 2))
+    if pooled == 0:
+        return None, None
+    d = (a.mean - b.mean) / pooled
+    return d, d * (1 - 3 / (4 * (a.n + b.n) - 9))  # Hedges' small-sample correction
+
+
+def _welch(a: Stat, b: Stat) -> tuple[float | None, float | None]:
+    if a.n < 2 or b.n < 2:
+        return None, None
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # scipy warns on near-identical samples; handled below
+        res = stats.ttest_ind(a.values, b.values, equal_var=False)
+    t, p = float(res.statistic), float(res.pvalue)
+    if math.isnan(p):  # no spread in either group and equal means: nothing to tell apart
+        return 0.0, 1.0
+    return t, p
+
+
+def _sentence(m: Metric, la: str, a: Stat, na: int, lb: str, b: Stat, nb: int, p: float | None,
+              target: str) -> str:
+    def fmt(s: Stat) -> str:
+        return describe_stat(s, m)
+
+    noun = m.noun.format(target=target)
+    if a.n == 0 or b.n == 0:
+        if a.n == b.n:
+            return f"Neither {la} nor {lb}: both {m.missing.format(target=target)}; no test possible."
+        (lx, nx), (ly, sy, ny) = ((la, na), (lb, b, nb)) if a.n == 0 else ((lb, nb), (la, a, na))
+        return (f"{lx} {m.missing.format(target=target)} (0 of {nx} runs), against {fmt(sy)} for {ly} "
+                f"({sy.n} of {ny}); no test possible.")
+    if a.n < 2 and b.n < 2:
+        return f"A single run each: no test possible ({la}: {fmt(a)}; {lb}: {fmt(b)})."
+    if a.n < 2 or b.n < 2:
+        return f"Too few runs for a test ({la}: {fmt(a)}, n = {a.n}; {lb}: {fmt(b)}, n = {b.n})."
+    ns = f"n = {a.n} each" if a.n == b.n else f"n = {a.n} and {b.n}"
+    if p < ALPHA:
+        a_wins = (a.mean > b.mean) == m.higher_is_better
+        (lw, sw), (ll, sl) = ((la, a), (lb, b)) if a_wins else ((lb, b), (la, a))
+        text = m.better.format(best=lw, worst=ll, fb=fmt(sw), fw=fmt(sl), target=target)
+        text = f"{text} ({ns}, {p_text(p)})."
+    else:
+        text = (f"No difference in {noun} was detected between {la} ({fmt(a)}, n = {a.n}) "
+                f"and {lb} ({fmt(b)}, n = {b.n}) ({p_text(p)}).")
+    if a.n < na or b.n < nb:
+        text += f" Only {m.subset} count: {la} {a.n}/{na}, {lb} {b.n}/{nb}."
+    return text
+
+
+def compare(a: Sequence[TrialResult], b: Sequence[TrialResult], metric: str = "accuracy",
+            a_label: str = "A", b_label: str = "B") -> Comparison:
+    """Compare two groups of runs on `metric` (a key of METRICS)."""
+    m = METRICS[metric]
+    sa, sb = metric_stat(a, metric), metric_stat(b, metric)
+    t, p = _welch(sa, sb)
+    d, g = _effect_sizes(sa, sb)
+    diff = sa.mean - sb.mean if sa.n and sb.n else None
+    target = target_text((list(a) or list(b))[0].spec.target) if (a or b) else "the target"
+    sentence = _sentence(m, a_label, sa, len(a), b_label, sb, len(b), p, target)
+    return Comparison(metric, a_label, b_label, sa, sb, len(a), len(b), diff, d, g, t, p, sentence)
+
+
+# --- The notebook's questions, asked automatically of whatever configurations an experiment ran ---
+
+def _bn(spec: TrialSpec) -> bool:
+    return MODELS.get(spec.model).batchnorm
+
+
+@dataclass(frozen=True)
+class Factor:
+    """One technique the notebook asks about, and how to tell which configurations isolate it."""
+
+    heading: str
+    fields: frozenset[str]  # spec fields that belong to the factor (an optimizer comes with its lr)
+    differs: Callable[[TrialSpec, TrialSpec], bool]
+    rank: Callable[[TrialSpec], int]  # the reference side (lower rank) is named first
+    loosen: frozenset[str] = frozenset()  # may differ too when no exact pair exists (a schedule's own lr)
+
+
+FACTORS: dict[str, Factor] = {
+    "optimizer": Factor("Optimizer", frozenset({"optimizer", "lr", "optimizer_args"}),
+                        lambda a, b: a.optimizer != b.optimizer, lambda s: OPTIMIZERS.names().index(s.optimizer)),
+    "batchnorm": Factor("Batch normalization", frozenset({"model"}),
+                        lambda a, b: _bn(a) != _bn(b), lambda s: int(_bn(s))),
+    "schedule": Factor("Learning-rate schedule", frozenset({"schedule", "schedule_args"}),
+                       lambda a, b: (a.schedule == "constant") != (b.schedule == "constant"),
+                       lambda s: int(s.schedule != "constant"), frozenset({"lr"})),
+}
+
+
+def _rest(spec: TrialSpec, free: frozenset[str]) -> str:
+    """The spec without the free fields and the seed: equal rests differ only in the free fields."""
+    return repr(sorted(spec.model_dump(mode="json", exclude=set(free) | {"seed"}).items()))
+
+
+def _closeness(a: ConfigSummary, b: ConfigSummary) -> int:
+    return len(os.path.commonprefix([a.spec.model, b.spec.model]))
+
+
+def _pairs(summaries: Sequence[ConfigSummary], f: Factor) -> list[tuple[ConfigSummary, ConfigSummary]]:
+    def isolates(a: ConfigSummary, b: ConfigSummary, free: frozenset[str]) -> bool:
+        return f.differs(a.spec, b.spec) and _rest(a.spec, free) == _rest(b.spec, free)
+
+    exact = [p for p in combinations(summaries, 2) if isolates(*p, f.fields)]
+    used = {s.key for p in exact for s in p}
+    loose = [p for p in combinations(summaries, 2)
+             if used.isdisjoint(s.key for s in p) and isolates(*p, f.fields | f.loosen)]
+    pairs = [tuple(sorted(p, key=lambda s: f.rank(s.spec))) for p in exact + loose]
+    # Keep each reference's closest partners: seed-simple pairs with seed-bn, not with an unrelated BN model.
+    best: dict[str, int] = {}
+    for a, b in pairs:
+        best[a.key] = max(best.get(a.key, 0), _closeness(a, b))
+    return [(a, b) for a, b in pairs if _closeness(a, b) == best[a.key]]
+
+
+@dataclass
+class Question:
+    """A pair of configurations isolating one factor, compared on time to target and final accuracy."""
+
+    factor: str
+    heading: str
+    a: ConfigSummary  # the reference: SGD, without BatchNorm, without a schedule
+    b: ConfigSummary
+    note: str  # what else differs, when no exact pair existed
+    comparisons: list[Comparison]
+
+    @property
+    def title(self) -> str:
+        return f"{self.a.label} vs {self.b.label}"
+
+
+def questions(summaries: Sequence[ConfigSummary]) -> list[Question]:
+    out = []
+    for name, f in FACTORS.items():
+        for a, b in _pairs(summaries, f):
+            note = "; ".join(f"{k} differs too: {getattr(a.spec, k)} vs {getattr(b.spec, k)}"
+                             for k in sorted(f.loosen) if getattr(a.spec, k) != getattr(b.spec, k))
+            comps = [compare(a.results, b.results, m, a.label, b.label) for m in ("time_to_target", "accuracy")]
+            out.append(Question(name, f.heading, a, b, note, comps))
+    return out
+
+
+@dataclass
+class BatchStudy:
+    """Configurations that differ only in batch size (and possibly lr), ordered by batch size."""
+
+    title: str
+    rows: list[ConfigSummary]
+    sentence: str
+    comparison: Comparison | None  # the best batch size against the runner-up
+
+
+def _batch_sentence(rows: list[ConfigSummary], target: str) -> str:
+    time = lambda s: describe_stat(s.time_to_target, "time_to_target") if s.reached else f"not reached (0 of {s.n})"  # noqa: E731
+    reached = [s for s in rows if s.time_to_target.n]
+    if reached:
+        fastest = min(reached, key=lambda s: s.time_to_target.mean)
+        others = "; ".join(f"{s.spec.batch_size}: {time(s)}" for s in rows if s is not fastest)
+        text = (f"Batch size {fastest.spec.batch_size} reached {target} fastest ({time(fastest)}, "
+                f"n = {fastest.time_to_target.n}); {others}.")
+    else:
+        text = f"No batch size reached {target}."
+    finished = [s for s in rows if s.accuracy.n]
+    if finished:
+        lo, hi = (f(finished, key=lambda s: s.accuracy.mean) for f in (min, max))
+        text += (f" Final test accuracy ranged from {pct(lo.accuracy.mean)} (batch {lo.spec.batch_size}) "
+                 f"to {pct(hi.accuracy.mean)} (batch {hi.spec.batch_size}).")
+    return text
+
+
+def _runner_up(rows: list[ConfigSummary]) -> Comparison | None:
+    """Is the winner really ahead? Welch's test of the best batch size against the second best."""
+    for metric, attr, sign in (("time_to_target", "time_to_target", 1), ("accuracy", "accuracy", -1)):
+        ranked = sorted((s for s in rows if getattr(s, attr).n), key=lambda s: sign * getattr(s, attr).mean)
+        if len(ranked) >= 2:
+            a, b = ranked[:2]
+            return compare(a.results, b.results, metric, f"batch {a.spec.batch_size}", f"batch {b.spec.batch_size}")
+    return None
+
+
+def batch_studies(summaries: Sequence[ConfigSummary]) -> list[BatchStudy]:
+    studies, used = [], set()
+    for free in (frozenset({"batch_size"}), frozenset({"batch_size", "lr"})):
+        groups: dict[str, list[ConfigSummary]] = {}
+        for s in summaries:
+            if s.key not in used:
+                groups.setdefault(_rest(s.spec, free), []).append(s)
+        for group in groups.values():
+            sizes = {s.spec.batch_size for s in group}
+            if len(group) < 2 or len(sizes) != len(group):
+                continue
+            rows = sorted(group, key=lambda s: s.spec.batch_size)
+            used.update(s.key for s in rows)
+            title = "Batch size: " + derive_label(rows[0].spec, frozenset({"batch_size"}))
+            if "lr" in free and len({s.spec.lr for s in rows}) > 1:
+                title += " (learning rate varies with batch size)"
+            sentence = _batch_sentence(rows, target_text(rows[0].spec.target))
+            studies.append(BatchStudy(title, rows, sentence, _runner_up(rows)))
+    return studies
+
+
+def conclusions(qs: Sequence[Question], studies: Sequence[BatchStudy]) -> list[str]:
+    """The sentences of significant comparisons only, or one sentence saying why there are none."""
+    comps = [c for q in qs for c in q.comparisons] + [s.comparison for s in studies if s.comparison]
+    significant = [c.sentence for c in comps if c.significant]
+    if significant:
+        return significant
+    if not comps:
+        return ["No two configurations differ in a single factor, so nothing was compared."]
+    if all(c.p is None for c in comps):
+        return ["No test was possible: run at least two seeds per configuration."]
+    return ["No difference was detected in any comparison (p ≥ 0.05 everywhere): "
+            "the data does not support ranking these configurations."]

@@ -1,0 +1,25 @@
+"""Terminal output: one Rich console, tables from rows, and progress that degrades to plain lines."""
+
+from __future__ import annotations
+
+import sys
+from typing import Any, Iterable
+
+from rich.console import Console
+from rich.table import Table
+
+console = Console()
+err_console = Console(stderr=True)
+
+
+def table(title: str | None, columns: list[str], rows: Iterable[Iterable[Any]]) -> Table:
+    t = Table(title=title, title_justify="left", header_style="bold")
+    for c in columns:
+        t.add_column(c, overflow="fold")
+    for row in rows:
+        t.add_row(*("" if v is None else str(v) for v in row))
+    return t
+
+
+def interactive() -> bool:
+    return sys.stdout.isatty() and console.is_terminal

@@ -1,0 +1,99 @@
+"""Load a dataset into normalized float tensors held in memory, with an optional validation split."""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from ..errors import ConfigError
+from .datasets import fetch, resolve
+from .idx import read_pair
+from .sources import find_in_folder
+
+
+@dataclass
+class Split:
+    images: torch.Tensor  # (N, 1, H, W) float32, normalized
+    labels: torch.Tensor  # (N,) int64
+
+    def __len__(self) -> int:
+        return len(self.labels)
+
+    def to(self, device: torch.device | str) -> "Split":
+        return Split(self.images.to(device), self.labels.to(device))
+
+
+@dataclass
+class Data:
+    """Everything a trial needs from a dataset; `load_seconds` is reported, never hidden in a timing."""
+
+    name: str
+    train: Split
+    test: Split
+    val: Split | None
+    mean: float
+    std: float
+    source: str
+    load_seconds: float
+
+    def eval_split(self, on: str) -> Split:
+        if on == "val":
+            if self.val is None:
+                raise ConfigError("evaluation on 'val' needs a validation split", "set val_size > 0")
+            return self.val
+        return self.test
+
+
+_MEMO: dict[tuple, tuple] = {}
+
+
+def _raw(name: str, data_dir) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray, str, tuple]:
+    """Decoded uint8 arrays, memoized per process: a second load in the same process is nearly free."""
+    result = fetch(name, data_dir)
+    paths = find_in_folder(result.folder)
+    key = (name, tuple((str(p), p.stat().st_mtime_ns) for p in paths.values()))
+    if key not in _MEMO:
+        _MEMO.clear()  # hold one dataset at most; they are 50 MB each
+        train = read_pair(paths["train-images-idx3-ubyte"], paths["train-labels-idx1-ubyte"])
+        test = read_pair(paths["t10k-images-idx3-ubyte"], paths["t10k-labels-idx1-ubyte"])
+        _MEMO[key] = (*train, *test, result.source)
+    return _MEMO[key]
+
+
+def _normalize(images: np.ndarray, mean: float, std: float) -> torch.Tensor:
+    x = torch.from_numpy(np.array(images, dtype=np.float32, copy=True)).unsqueeze(1)
+    return x.mul_(1 / 255.0).sub_(mean).div_(std)
+
+
+def load(name: str = "mnist", *, val_size: int = 0, data_dir: Path | str | None = None,
+         device: torch.device | str = "cpu") -> Data:
+    """Fetch if needed, decode, normalize with the training split's statistics, hold out the last
+    `val_size` training images as a validation split (deterministic, as AlgoPerf does)."""
+    started = time.perf_counter()
+    spec = resolve(name)
+    train_x, train_y, test_x, test_y, source = _raw(name, data_dir)
+    if not 0 <= val_size < len(train_y):
+        raise ConfigError(f"val_size {val_size} must lie in [0, {len(train_y)})")
+    if spec.mean_std:
+        mean, std = spec.mean_std
+    else:
+        pixels = train_x.astype(np.float64) / 255.0
+        mean, std = float(pixels.mean()), float(pixels.std())
+    cut = len(train_y) - val_size
+    to_split = lambda x, y: Split(_normalize(x, mean, std), torch.from_numpy(y.astype(np.int64))).to(device)
+    data = Data(
+        name=name,
+        train=to_split(train_x[:cut], train_y[:cut]),
+        test=to_split(test_x, test_y),
+        val=to_split(train_x[cut:], train_y[cut:]) if val_size else None,
+        mean=mean,
+        std=std,
+        source=source,
+        load_seconds=0.0,
+    )
+    data.load_seconds = time.perf_counter() - started
+    return data

@@ -1,0 +1,72 @@
+"""`mnistbench list`: every registry as a table, from the registries themselves."""
+
+from __future__ import annotations
+
+from typing import Callable
+
+from .console import console, table
+from .errors import UnknownName
+
+
+def _datasets():
+    from .data import DATASETS
+    from .data.datasets import cached_names
+
+    cached = set(cached_names())
+    return ["name", "description", "cached"], [
+        *((n, e.description, "yes" if n in cached else "no") for n, e in DATASETS),
+        ("idx:PATH", "any folder holding the four IDX files (raw or .gz)", ""),
+    ]
+
+
+def _models():
+    from .models import MODELS, count_parameters, flops_per_image
+
+    rows = []
+    for name, entry in MODELS:
+        model = entry.build()
+        rows.append((name, entry.description, "yes" if entry.batchnorm else "no",
+                     f"{count_parameters(model):,}", f"{flops_per_image(model) / 1e6:.1f} M"))
+    return ["name", "description", "BatchNorm", "parameters", "FLOPs/image (fwd)"], rows
+
+
+def _options(entries: dict) -> str:
+    return ", ".join(f"{k}={v}" for k, v in entries.items()) or "-"
+
+
+def _optimizers():
+    from .recipes import OPTIMIZERS
+
+    return ["name", "description", "options (default)"], [
+        (n, e.description, _options(e.defaults)) for n, e in OPTIMIZERS]
+
+
+def _schedules():
+    from .recipes import SCHEDULES
+
+    return ["name", "description", "options (default)", "steps per"], [
+        (n, e.description, _options(e.defaults), e.unit) for n, e in SCHEDULES]
+
+
+def _experiments():
+    from .experiments import EXPERIMENTS
+
+    return ["name", "description", "trials (1 seed)"], [
+        (n, e.description, len(e.load().trials(seeds=1))) for n, e in EXPERIMENTS]
+
+
+LISTINGS: dict[str, Callable[[], tuple[list[str], list[tuple]]]] = {
+    "datasets": _datasets,
+    "models": _models,
+    "optimizers": _optimizers,
+    "schedules": _schedules,
+    "experiments": _experiments,
+}
+
+
+def show(kind: str | None, listings=LISTINGS) -> None:
+    if kind is not None and kind not in listings:
+        raise UnknownName("registry", kind, list(listings))
+    for name in [kind] if kind else listings:
+        columns, rows = listings[name]()
+        console.print(table(name, columns, rows))

@@ -1,0 +1,124 @@
+"""The model registry: the seed notebook's two CNNs exactly, the architecture its summary describes, and
+compact models for speed work. Every entry reports parameters and FLOPs per image."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Callable
+
+import torch
+from torch import nn
+
+from .registry import Registry
+
+
+class SimpleCNN(nn.Module):
+    """The seed's SimpleCNN, layer for layer: conv 32, conv 64, one max-pool, fc 9216-128-10."""
+
+    def __init__(self):
+        super().__init__()
+        self.conv1 = nn.Conv2d(1, 32, 3, 1)
+        self.conv2 = nn.Conv2d(32, 64, 3, 1)
+        self.fc1 = nn.Linear(9216, 128)
+        self.fc2 = nn.Linear(128, 10)
+        self.pool = nn.MaxPool2d(2)
+
+    def forward(self, x):
+        x = torch.relu(self.conv1(x))
+        x = torch.relu(self.conv2(x))
+        x = torch.flatten(self.pool(x), 1)
+        return self.fc2(torch.relu(self.fc1(x)))
+
+
+class OptimizedCNN(nn.Module):
+    """The seed's OptimizedCNN: SimpleCNN with BatchNorm after each conv and dropout 0.25 before fc1."""
+
+    def __init__(self):
+        super().__init__()
+        self.conv1 = nn.Conv2d(1, 32, 3, 1)
+        self.bn1 = nn.BatchNorm2d(32)
+        self.conv2 = nn.Conv2d(32, 64, 3, 1)
+        self.bn2 = nn.BatchNorm2d(64)
+        self.fc1 = nn.Linear(9216, 128)
+        self.fc2 = nn.Linear(128, 10)
+        self.pool = nn.MaxPool2d(2)
+        self.dropout = nn.Dropout(0.25)
+
+    def forward(self, x):
+        x = torch.relu(self.bn1(self.conv1(x)))
+        x = torch.relu(self.bn2(self.conv2(x)))
+        x = torch.flatten(self.pool(x), 1)
+        x = self.dropout(x)
+        return self.fc2(torch.relu(self.fc1(x)))
+
+
+def summary_cnn(batchnorm: bool) -> nn.Module:
+    """What the notebook's summary describes (conv 32, pool, conv 64, pool, dense 128, dense 10);
+    its code differs (one pool only), so both exist here."""
+    norm = (lambda c: nn.BatchNorm2d(c)) if batchnorm else (lambda c: nn.Identity())
+    return nn.Sequential(
+        nn.Conv2d(1, 32, 3), norm(32), nn.ReLU(), nn.MaxPool2d(2),   # 28 -> 26 -> 13
+        nn.Conv2d(32, 64, 3), norm(64), nn.ReLU(), nn.MaxPool2d(2),  # 13 -> 11 -> 5
+        nn.Flatten(), nn.Linear(64 * 5 * 5, 128), nn.ReLU(), nn.Linear(128, 10),
+    )
+
+
+def compact_cnn(width: int = 16) -> nn.Module:
+    """A small, cheap model for speed work: pooling early keeps the expensive convs on small maps."""
+    return nn.Sequential(
+        nn.Conv2d(1, width, 5, padding=2, bias=False), nn.BatchNorm2d(width), nn.ReLU(), nn.MaxPool2d(2),  # 14
+        nn.Conv2d(width, 2 * width, 3, padding=1, bias=False), nn.BatchNorm2d(2 * width), nn.ReLU(),
+        nn.MaxPool2d(2),  # 7
+        nn.Flatten(), nn.Linear(2 * width * 7 * 7, 10),
+    )
+
+
+@dataclass(frozen=True)
+class ModelEntry:
+    build: Callable[[], nn.Module]
+    description: str
+    batchnorm: bool
+
+
+MODELS: Registry[ModelEntry] = Registry("model")
+MODELS.add("seed-simple", ModelEntry(SimpleCNN, "the notebook's SimpleCNN, exactly as its code", False))
+MODELS.add("seed-bn", ModelEntry(OptimizedCNN, "the notebook's OptimizedCNN (BatchNorm + dropout 0.25)", True))
+MODELS.add("summary", ModelEntry(lambda: summary_cnn(False), "the notebook summary's CNN (two pools)", False))
+MODELS.add("summary-bn", ModelEntry(lambda: summary_cnn(True), "the notebook summary's CNN with BatchNorm", True))
+MODELS.add("compact", ModelEntry(compact_cnn, "a compact CNN for speed work (16/32 channels, BatchNorm)", True))
+
+
+def build_model(name: str) -> nn.Module:
+    return MODELS.get(name).build()
+
+
+def count_parameters(model: nn.Module) -> int:
+    return sum(p.numel() for p in model.parameters())
+
+
+def flops_per_image(model: nn.Module, image_shape: tuple[int, int, int] = (1, 28, 28)) -> int:
+    """Forward multiply-adds x 2 of the convolutions and linear layers, counted with forward hooks.
+    A training step costs about three times this (forward, and backward for inputs and weights)."""
+    total = 0
+
+    def conv_hook(module: nn.Conv2d, _inputs, output):
+        nonlocal total
+        k = module.kernel_size[0] * module.kernel_size[1] * module.in_channels // module.groups
+        total += 2 * k * output[0].numel()
+
+    def linear_hook(module: nn.Linear, _inputs, output):
+        nonlocal total
+        total += 2 * module.in_features * module.out_features
+
+    hooks = [m.register_forward_hook(conv_hook) for m in model.modules() if isinstance(m, nn.Conv2d)]
+    hooks += [m.register_forward_hook(linear_hook) for m in model.modules() if isinstance(m, nn.Linear)]
+    was_training = model.training
+    model.eval()
+    try:
+        with torch.no_grad():
+            model(torch.zeros(1, *image_shape))
+    finally:
+        model.train(was_training)
+        for h in hooks:
+            h.remove()
+    return total

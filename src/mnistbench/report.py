@@ -1,0 +1,199 @@
+"""The experiment report: a self-contained HTML page and a Markdown file, with their figures."""
+
+from __future__ import annotations
+
+import base64
+import statistics
+from dataclasses import dataclass, field
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any, Sequence
+
+from jinja2 import Environment, FileSystemLoader
+
+from . import plots
+from .analysis import (FACTORS, METRICS, Comparison, ConfigSummary, Question, batch_studies, conclusions, p_text,
+                       questions, summarize, target_text)
+from .errors import ResultsMissing
+from .plots import FigurePaths, ThroughputRow
+from .result import TrialResult
+
+TEMPLATES = Path(__file__).parent / "templates"
+
+# Environment keys worth showing, in order, with their display names; a dict, not a chain of ifs.
+ENV_FIELDS = {"cpu": "CPU", "logical_cores": "Logical cores", "usable_cores": "Usable cores",
+              "torch_threads": "Torch threads", "ram_gb": "RAM (GB)", "os": "OS", "python": "Python",
+              "torch": "PyTorch", "torch_build": "PyTorch build", "device": "Device", "gpu": "GPU",
+              "mnistbench_git": "Git revision"}
+CADENCE = {None: "ten times per epoch", 0: "at the end of each epoch"}
+
+
+@dataclass(frozen=True)
+class ReportPaths:
+    html: Path
+    markdown: Path
+    figures: list[Path] = field(default_factory=list)  # PNG and SVG files under out_dir/figures
+
+
+@dataclass(frozen=True)
+class Row:
+    """One line of the recap table, already formatted."""
+
+    label: str
+    optimizer: str
+    batchnorm: str
+    schedule: str
+    batch_size: int
+    accuracy: str
+    time: str
+    epochs: str
+    reached: str
+
+
+@dataclass(frozen=True)
+class EmbeddedFigure:
+    title: str
+    caption: str
+    png: str  # path relative to the report, for the Markdown file
+    data_uri: str  # the same PNG embedded, so the HTML survives being moved or mailed
+
+
+def _mean_ci(stat, metric: str, missing: str) -> str:
+    if not stat.n:
+        return missing
+    m = METRICS[metric]
+    return m.fmt(stat.mean) if stat.ci95 is None else f"{m.fmt(stat.mean)} ± {m.spread(stat.ci95)}"
+
+
+def _row(s: ConfigSummary) -> Row:
+    broken = ", ".join(f"{n} {status}" for status, n in s.status_counts.items() if status in ("diverged", "failed"))
+    return Row(s.label, s.optimizer_name, "✓" if s.batchnorm else "✗",
+               "✗" if s.spec.schedule == "constant" else s.spec.schedule, s.spec.batch_size,
+               _mean_ci(s.accuracy, "accuracy", "none finished"),
+               _mean_ci(s.time_to_target, "time_to_target", "not reached"),
+               f"{s.epochs_to_target.mean:.2g}" if s.epochs_to_target.n else "–",
+               f"{s.reached}/{s.n}" + (f" · {broken}" if broken else ""))
+
+
+def _environments(results: Sequence[TrialResult]) -> list[dict[str, Any]]:
+    """Distinct environments (as display name -> value), each with how many trials ran in it."""
+    seen: dict[tuple, dict[str, Any]] = {}
+    for r in results:
+        env = {name: r.environment.get(key) for key, name in ENV_FIELDS.items()}
+        env["Device"] = env["Device"] or r.device
+        shown = {k: v for k, v in env.items() if v not in (None, "")}
+        entry = seen.setdefault(tuple(shown.items()), {"fields": shown, "trials": 0})
+        entry["trials"] += 1
+    return list(seen.values())
+
+
+def _distinct(values) -> list:
+    return list(dict.fromkeys(values))
+
+
+def _method(results: Sequence[TrialResult], summaries: list[ConfigSummary]) -> list[str]:
+    specs = [r.spec for r in results]
+    splits = _distinct("the test split" if s.eval_on == "test" else
+                       f"a validation split of {s.val_size} images held out of the training set" for s in specs)
+    targets = _distinct(target_text(s.target) for s in specs)
+    cadence = _distinct(CADENCE.get(s.eval_every, f"every {s.eval_every} steps") for s in specs)
+    seeds = _distinct(s.n for s in summaries)
+    budgets = _distinct(f"{s.steps} steps" if s.steps else f"{s.epochs:g} epochs" for s in specs)
+    load = statistics.median(r.load_seconds for r in results)
+    train, evals = sum(r.train_seconds for r in results), sum(r.eval_seconds for r in results)
+    lines = [
+        "Only training steps are timed (forward, backward and optimizer step; the device is synchronized at "
+        f"every clock start and stop). Data is loaded into memory before the clock starts ({load:.2g} s per "
+        f"trial, median), and evaluation runs outside the clock: {evals:.3g} s of untimed evaluation against "
+        f"{train:.3g} s of timed training over all {len(results)} trials.",
+        f"Evaluation runs {' or '.join(cadence)} until the target is reached, then at each epoch end, so a "
+        "time to target is known to within one evaluation interval.",
+        f"The target is {' / '.join(targets)} accuracy, checked on {' and '.join(splits)}. "
+        f"Budget: {' or '.join(budgets)}.",
+        f"Each configuration ran with {' to '.join(str(n) for n in sorted({min(seeds), max(seeds)}))} "
+        f"seed{'s' * (max(seeds) > 1)}. Means are given ± the half-width of a 95% Student-t confidence interval; "
+        "time and epochs to target are averaged over the seeds that reached the target. Comparisons use Welch's "
+        "t-test (two-sided, significant at p < 0.05); sentences quote mean ± standard deviation.",
+    ]
+    compiled = sum(r.compile_seconds for r in results)
+    if compiled:
+        lines.append(f"torch.compile warm-up ({compiled:.3g} s in all) was excluded from the clock.")
+    return lines
+
+
+def _figures(summaries, qs, studies, inference, fig_dir: Path) -> list[FigurePaths]:
+    out = []
+    pair = next((q for q in qs if q.factor == "optimizer" and {q.a.spec.optimizer, q.b.spec.optimizer} == {"sgd", "adam"}),
+                next((q for q in qs if q.factor == "optimizer"), None))
+    if pair:
+        out.append(plots.plot_convergence(pair.a, pair.b, fig_dir))
+    if any(r.epochs for s in summaries for r in s.results):
+        out.append(plots.plot_accuracy_per_epoch(summaries, fig_dir))
+    if any(r.curve for s in summaries for r in s.results):
+        out.append(plots.plot_accuracy_vs_time(summaries, fig_dir))
+    if any(s.reached for s in summaries):
+        out.append(plots.plot_time_to_target(summaries, fig_dir))
+    if studies:
+        out.append(plots.plot_batch_studies(studies, fig_dir))
+    if inference:
+        out.append(plots.plot_inference(inference, fig_dir))
+    return out
+
+
+def _grouped(qs: list[Question]) -> list[tuple[str, list[Question]]]:
+    """Questions under their factor's heading, in the order of FACTORS (the notebook's order)."""
+    return [(f.heading, group) for name, f in FACTORS.items() if (group := [q for q in qs if q.factor == name])]
+
+
+def verdict(c: Comparison) -> str:
+    return "significant" if c.significant else "no test" if c.p is None else "not significant"
+
+
+def effect_text(c: Comparison) -> str:
+    """Difference of means, Hedges' g and p, as small print under a sentence."""
+    m = METRICS[c.metric]
+    parts = []
+    if c.difference is not None:
+        sign = "+" if c.difference >= 0 else "−"
+        parts.append(f"difference of means {sign}{m.spread(abs(c.difference))} {m.unit}")
+    if c.hedges_g is not None:
+        parts.append(f"Hedges' g {c.hedges_g:+.2f}")
+    if c.p is not None:
+        parts.append(p_text(c.p))
+    return " · ".join(parts)
+
+
+def _embed(f: FigurePaths, out_dir: Path) -> EmbeddedFigure:
+    uri = "data:image/png;base64," + base64.b64encode(f.png.read_bytes()).decode("ascii")
+    return EmbeddedFigure(f.title, f.caption, f.png.relative_to(out_dir).as_posix(), uri)
+
+
+def write_report(experiment: str, results: list[TrialResult], out_dir: Path, labels: dict[str, str] | None = None,
+                 inference: Sequence[ThroughputRow] | None = None, partial: bool = False) -> ReportPaths:
+    """Write out_dir/report.html, out_dir/report.md and out_dir/figures/*; `labels`: config_key -> name."""
+    if not results:
+        raise ResultsMissing(f"no results to report for experiment '{experiment}'",
+                             f"run it first (mnistbench run {experiment}), or check the store path")
+    out_dir = Path(out_dir)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    summaries = summarize(results, labels)
+    qs, studies = questions(summaries), batch_studies(summaries)
+    made = _figures(summaries, qs, studies, list(inference or []), out_dir / "figures")
+    target = target_text(results[0].spec.target)
+    context = {
+        "experiment": experiment, "partial": partial, "target": target,
+        "generated": datetime.now(timezone.utc).strftime("%Y-%m-%d %H:%M UTC"),
+        "n_trials": len(results), "n_configs": len(summaries),
+        "environments": _environments(results), "method": _method(results, summaries),
+        "rows": [_row(s) for s in summaries], "question_groups": _grouped(qs), "studies": studies,
+        "study_rows": {id(st): [_row(s) for s in st.rows] for st in studies},
+        "figures": [_embed(f, out_dir) for f in made], "inference": list(inference or []),
+        "conclusions": conclusions(qs, studies), "verdict": verdict, "effect": effect_text,
+    }
+    env = Environment(loader=FileSystemLoader(TEMPLATES), autoescape=lambda name: name.endswith(".html.j2"),
+                      trim_blocks=True, lstrip_blocks=True)
+    env.filters["md"] = lambda text: str(text).replace("|", "\\|")
+    html, md = out_dir / "report.html", out_dir / "report.md"
+    html.write_text(env.get_template("report.html.j2").render(**context), encoding="utf-8")
+    md.write_text(env.get_template("report.md.j2").render(**context), encoding="utf-8")
+    return ReportPaths(html, md, [p for f in made for p in (f.png, f.svg)])

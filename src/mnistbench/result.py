@@ -1,0 +1,78 @@
+"""TrialResult and its parts: what one trial measured, serializable to and from plain JSON."""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, field, fields
+from typing import Any, Literal
+
+from .spec import TrialSpec
+
+Status = Literal["reached", "budget", "diverged", "failed"]
+
+
+@dataclass
+class CurvePoint:
+    """One evaluation. train_seconds is the timed training clock; wall_seconds includes evaluations."""
+
+    step: int
+    epoch: float
+    train_seconds: float
+    wall_seconds: float
+    train_loss: float  # mean over the steps since the previous evaluation
+    eval_accuracy: float
+    eval_loss: float
+    lr: float  # the rate the steps since the previous evaluation ran at
+
+
+@dataclass
+class EpochPoint:
+    """The notebook's per-epoch history (epoch may be fractional for a final partial epoch)."""
+
+    epoch: float
+    train_loss: float
+    eval_accuracy: float
+    eval_loss: float
+    epoch_seconds: float  # timed training seconds of this epoch only
+
+
+@dataclass
+class TrialResult:
+    spec: TrialSpec
+    status: Status
+    final_accuracy: float | None  # on the test split, after the last step
+    final_loss: float | None
+    time_to_target_s: float | None  # timed training seconds at the first evaluation meeting the target
+    steps_to_target: int | None
+    epochs_to_target: float | None
+    steps: int
+    train_seconds: float  # the timed clock: training steps only
+    eval_seconds: float  # untimed evaluation work, reported so the overhead is visible
+    wall_seconds: float  # model creation + training + evaluations (data loading excluded)
+    load_seconds: float
+    compile_seconds: float
+    device: str
+    curve: list[CurvePoint] = field(default_factory=list)
+    epochs: list[EpochPoint] = field(default_factory=list)
+    environment: dict[str, Any] = field(default_factory=dict)
+    error: str | None = None
+    model: Any = field(default=None, repr=False, compare=False)  # the trained module; never serialized
+
+    @property
+    def reached(self) -> bool:
+        return self.time_to_target_s is not None
+
+    def to_dict(self) -> dict[str, Any]:
+        out = {f.name: getattr(self, f.name) for f in fields(self) if f.name not in ("model", "spec")}
+        out["curve"] = [asdict(p) for p in self.curve]
+        out["epochs"] = [asdict(p) for p in self.epochs]
+        out["spec"] = self.spec.model_dump(mode="json")
+        out["spec_id"] = self.spec.id
+        return out
+
+    @classmethod
+    def from_dict(cls, d: dict[str, Any]) -> "TrialResult":
+        d = {k: v for k, v in d.items() if k in {f.name for f in fields(cls)}}
+        d["spec"] = TrialSpec(**d["spec"])
+        d["curve"] = [CurvePoint(**p) for p in d.get("curve", [])]
+        d["epochs"] = [EpochPoint(**p) for p in d.get("epochs", [])]
+        return cls(**d)

@@ -1,0 +1,92 @@
+"""TrialSpec: everything that defines one training run, validated, with a stable content id."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+
+from .errors import ConfigError
+from .models import MODELS
+from .recipes import check_recipe
+
+Precision = Literal["fp32", "bf16"]
+
+
+class TrialSpec(BaseModel):
+    """One trial: workload (dataset, model, target) + recipe (optimizer, schedule, batch size, precision)
+    + budget + seed. Frozen and hashable; `id` names it in the store so a rerun can skip it."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    dataset: str = "mnist"
+    model: str = "seed-simple"
+    optimizer: str = "sgd"
+    lr: float = Field(0.01, gt=0, allow_inf_nan=False, description="initial (or peak) learning rate")
+    optimizer_args: dict[str, Any] = Field(default_factory=dict)
+    schedule: str = "constant"
+    schedule_args: dict[str, Any] = Field(default_factory=dict)
+    batch_size: int = Field(128, gt=0)
+    epochs: float | None = Field(1.0, gt=0, description="budget in epochs (fractions allowed)")
+    steps: int | None = Field(None, gt=0, description="budget in optimizer steps; overrides epochs")
+    target: float = Field(0.97, gt=0, le=1, description="accuracy that counts as reached")
+    stop_at_target: bool = False
+    eval_every: int | None = Field(None, ge=0, description="steps between evaluations until the target; "
+                                   "None: 10 per epoch; 0: only at epoch ends")
+    eval_on: Literal["test", "val"] = "test"
+    val_size: int = Field(0, ge=0)
+    eval_batch_size: int = Field(2000, gt=0)
+    precision: Precision = "fp32"
+    channels_last: bool = False
+    label_smoothing: float = Field(0.0, ge=0, lt=1)
+    threads: int | None = Field(None, gt=0)
+    compile: bool = False
+    device: str = "auto"
+    seed: int = Field(0, ge=0)
+
+    @field_validator("model")
+    @classmethod
+    def _known_model(cls, v: str) -> str:
+        MODELS.get(v)
+        return v
+
+    @model_validator(mode="after")
+    def _check(self) -> "TrialSpec":
+        check_recipe(self.optimizer, self.optimizer_args, self.schedule, self.schedule_args)
+        if self.eval_on == "val" and self.val_size == 0:
+            raise ValueError("eval_on 'val' needs val_size > 0")
+        if self.epochs is None and self.steps is None:
+            raise ValueError("give a budget: epochs or steps")
+        return self
+
+    @property
+    def id(self) -> str:
+        """Hash of the content: equal specs share an id across runs and machines."""
+        blob = json.dumps(self.model_dump(mode="json"), sort_keys=True, separators=(",", ":"))
+        return hashlib.sha256(blob.encode()).hexdigest()[:16]
+
+    def config_key(self) -> str:
+        """The spec without its seed: trials sharing it are repeats of one configuration."""
+        blob = json.dumps(self.model_dump(mode="json", exclude={"seed"}), sort_keys=True, separators=(",", ":"))
+        return hashlib.sha256(blob.encode()).hexdigest()[:12]
+
+
+def make_spec(**fields: Any) -> TrialSpec:
+    """Build a TrialSpec, turning validation failures into one readable ConfigError."""
+    try:
+        return TrialSpec(**fields)
+    except ValidationError as exc:
+        raise ConfigError(describe_validation_error(exc)) from None
+
+
+def describe_validation_error(exc: ValidationError, where: str = "") -> str:
+    parts = []
+    for err in exc.errors():
+        loc = ".".join(str(p) for p in err["loc"])
+        msg = err["msg"].removeprefix("Value error, ")
+        if err["type"] == "extra_forbidden":
+            msg = "unknown key"
+        parts.append(f"{where}{loc}: {msg}" if loc else f"{where}{msg}")
+    return "; ".join(parts)

@@ -1,0 +1,231 @@
+"""run_trial(): the timed training loop. The only place that owns the training clock.
+
+Measurement rules (see docs/ARCHITECTURE.md): data is in memory before the clock starts; only training
+steps are timed; evaluation is untimed and runs every `eval_every` steps until the target is reached
+(then only at epoch ends, for the per-epoch history); time-to-target is the timed clock at the first
+evaluation that meets the target; a non-finite loss ends the trial as `diverged`.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import math
+from dataclasses import dataclass
+from typing import Callable
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from .clock import Stopwatch, now
+from .data import Data, Split, load
+from .errors import ConfigError
+from .hardware import describe
+from .models import build_model
+from .recipes import Horizon, make_optimizer, make_schedule
+from .result import CurvePoint, EpochPoint, TrialResult
+from .spec import TrialSpec
+
+EVALS_PER_EPOCH = 10  # default cadence: time-to-target known to within a tenth of an epoch
+
+
+@dataclass
+class Progress:
+    """Sent to the progress callback after every evaluation."""
+
+    step: int
+    total_steps: int
+    epoch: float
+    train_loss: float
+    accuracy: float
+    train_seconds: float
+
+
+def resolve_device(name: str) -> torch.device:
+    if name == "auto":
+        if torch.cuda.is_available():
+            return torch.device("cuda")
+        if getattr(torch.backends, "mps", None) is not None and torch.backends.mps.is_available():
+            return torch.device("mps")
+        return torch.device("cpu")
+    try:
+        device = torch.device(name)
+    except RuntimeError:
+        raise ConfigError(f"unknown device '{name}'", "use auto, cpu, cuda, cuda:N or mps") from None
+    if device.type == "cuda" and not torch.cuda.is_available():
+        raise ConfigError("device 'cuda' asked for but CUDA is not available", "use --device cpu or auto")
+    return device
+
+
+def _autocast(spec: TrialSpec, device: torch.device):
+    if spec.precision == "bf16":
+        return torch.autocast(device_type=device.type, dtype=torch.bfloat16)
+    return contextlib.nullcontext()
+
+
+def _prepare(split: Split, device: torch.device, channels_last: bool) -> Split:
+    split = split.to(device)
+    if channels_last:
+        split = Split(split.images.contiguous(memory_format=torch.channels_last), split.labels)
+    return split
+
+
+@torch.inference_mode()
+def evaluate(model: nn.Module, split: Split, batch_size: int, autocast) -> tuple[float, float]:
+    """Accuracy and mean cross-entropy on a whole split, in eval mode (BatchNorm statistics, no dropout)."""
+    was_training = model.training
+    model.eval()
+    correct = torch.zeros((), dtype=torch.long, device=split.labels.device)
+    loss = torch.zeros((), dtype=torch.float64, device=split.labels.device)
+    with autocast:
+        for i in range(0, len(split), batch_size):
+            out = model(split.images[i:i + batch_size]).float()
+            y = split.labels[i:i + batch_size]
+            loss += F.cross_entropy(out, y, reduction="sum")
+            correct += (out.argmax(1) == y).sum()
+    model.train(was_training)
+    return correct.item() / len(split), loss.item() / len(split)
+
+
+def _compile(model: nn.Module, batch: tuple[torch.Tensor, torch.Tensor], loss_fn, autocast, device) -> tuple[nn.Module, float]:
+    """torch.compile with its warm-up (tracing both passes) done and timed here, outside the clock.
+    BatchNorm buffers touched by the warm-up pass are restored so training starts from the same state."""
+    state = {k: v.clone() for k, v in model.state_dict().items()}
+    compiled = torch.compile(model)
+    with Stopwatch(device) as watch:
+        with autocast:
+            loss_fn(compiled(batch[0]), batch[1]).backward()
+    model.load_state_dict(state)
+    model.zero_grad(set_to_none=True)
+    return compiled, watch.elapsed
+
+
+def run_trial(spec: TrialSpec, data: Data | None = None,
+              progress: Callable[[Progress], None] | None = None) -> TrialResult:
+    """Train one model as `spec` says and measure it. `data` may be passed to share one load."""
+    device = resolve_device(spec.device)
+    if spec.threads:
+        torch.set_num_threads(spec.threads)
+    if data is None:
+        data = load(spec.dataset, val_size=spec.val_size)
+    elif spec.val_size and (data.val is None or len(data.val) != spec.val_size):
+        raise ConfigError(f"the data passed has no validation split of {spec.val_size} images")
+    train = _prepare(data.train, device, spec.channels_last)
+    test = _prepare(data.test, device, spec.channels_last)
+    held_out = test if spec.eval_on == "test" else _prepare(data.eval_split("val"), device, spec.channels_last)
+
+    wall_start = now()
+    torch.manual_seed(spec.seed)
+    model = build_model(spec.model).to(device)
+    if spec.channels_last:
+        model = model.to(memory_format=torch.channels_last)
+    n = len(train)
+    steps_per_epoch = math.ceil(n / spec.batch_size)
+    total_steps = spec.steps or max(1, round(spec.epochs * steps_per_epoch))
+    optimizer = make_optimizer(spec.optimizer, model.parameters(), spec.lr, spec.optimizer_args)
+    scheduler, unit = make_schedule(spec.schedule, optimizer, spec.schedule_args,
+                                    Horizon(steps_per_epoch, total_steps))
+    loss_fn = nn.CrossEntropyLoss(label_smoothing=spec.label_smoothing)
+    autocast = _autocast(spec, device)
+    shuffle = torch.Generator().manual_seed(spec.seed)  # its own stream: model init can't shift the order
+
+    forward = model
+    compile_seconds = 0.0
+    if spec.compile:
+        forward, compile_seconds = _compile(model, (train.images[:spec.batch_size], train.labels[:spec.batch_size]),
+                                            loss_fn, autocast, device)
+        wall_start += compile_seconds  # reported on its own line, not inside the run's wall time
+
+    eval_every = max(1, steps_per_epoch // EVALS_PER_EPOCH) if spec.eval_every is None else spec.eval_every
+
+    watch = Stopwatch(device)
+    eval_seconds = 0.0
+    curve: list[CurvePoint] = []
+    epochs: list[EpochPoint] = []
+    status = "budget"
+    reached_at: CurvePoint | None = None
+    step = 0
+    epoch_loss = torch.zeros((), device=device)
+    epoch_started = 0.0
+    perm = None
+
+    model.train()
+    while step < total_steps:
+        in_epoch = step % steps_per_epoch
+        if in_epoch == 0:
+            perm = torch.randperm(n, generator=shuffle).to(device)
+            epoch_loss.zero_()
+            epoch_started = watch.elapsed
+        # Train, timed, up to the next evaluation point: the epoch end, the budget, or the cadence.
+        epoch_end = step - in_epoch + steps_per_epoch
+        stop = min(epoch_end, total_steps)
+        if reached_at is None and eval_every:
+            stop = min(stop, (step // eval_every + 1) * eval_every)
+        chunk_loss = torch.zeros((), device=device)
+        chunk_start = step
+        watch.start()
+        for i in range(in_epoch, in_epoch + stop - step):
+            idx = perm[i * spec.batch_size:(i + 1) * spec.batch_size]
+            x, y = train.images[idx], train.labels[idx]
+            with autocast:
+                loss = loss_fn(forward(x), y)
+            optimizer.zero_grad(set_to_none=True)
+            loss.backward()
+            optimizer.step()
+            if scheduler is not None and unit == "step":
+                scheduler.step()
+            chunk_loss += loss.detach().float()
+        watch.stop()
+        step = stop
+        epoch_loss += chunk_loss
+
+        # Untimed from here on.
+        eval_start = now()
+        train_loss = chunk_loss.item() / (step - chunk_start)
+        if not math.isfinite(train_loss):
+            status = "diverged"
+            eval_seconds += now() - eval_start
+            break
+        accuracy, eval_loss = evaluate(model, held_out, spec.eval_batch_size, autocast)
+        point = CurvePoint(step=step, epoch=step / steps_per_epoch, train_seconds=watch.elapsed,
+                           wall_seconds=now() - wall_start, train_loss=train_loss, eval_accuracy=accuracy,
+                           eval_loss=eval_loss, lr=optimizer.param_groups[0]["lr"])
+        curve.append(point)
+        if reached_at is None and accuracy >= spec.target:
+            reached_at = point
+            status = "reached"
+        if step == epoch_end or step == total_steps:
+            done = step - epoch_end + steps_per_epoch
+            epochs.append(EpochPoint(epoch=step / steps_per_epoch, train_loss=epoch_loss.item() / done,
+                                     eval_accuracy=accuracy, eval_loss=eval_loss,
+                                     epoch_seconds=watch.elapsed - epoch_started))
+            if scheduler is not None and unit == "epoch":
+                scheduler.step(accuracy) if spec.schedule == "plateau" else scheduler.step()
+        if not math.isfinite(eval_loss):
+            status = "diverged"
+        eval_seconds += now() - eval_start
+        if progress is not None:
+            progress(Progress(step, total_steps, point.epoch, train_loss, accuracy, watch.elapsed))
+        if status == "diverged" or (reached_at is not None and spec.stop_at_target):
+            break
+
+    # The final test evaluation is part of a run; reuse the last one when it was already on test.
+    final_start = now()
+    if status == "diverged":
+        final_accuracy, final_loss = (curve[-1].eval_accuracy, curve[-1].eval_loss) if curve else (None, None)
+    elif spec.eval_on == "test" and curve and curve[-1].step == step:
+        final_accuracy, final_loss = curve[-1].eval_accuracy, curve[-1].eval_loss
+    else:
+        final_accuracy, final_loss = evaluate(model, test, spec.eval_batch_size, autocast)
+    wall_seconds = now() - wall_start
+    eval_seconds += now() - final_start
+
+    return TrialResult(
+        spec=spec, status=status, final_accuracy=final_accuracy, final_loss=final_loss,
+        time_to_target_s=reached_at.train_seconds if reached_at else None,
+        steps_to_target=reached_at.step if reached_at else None,
+        epochs_to_target=reached_at.epoch if reached_at else None,
+        steps=step, train_seconds=watch.elapsed, eval_seconds=eval_seconds, wall_seconds=wall_seconds,
+        load_seconds=data.load_seconds, compile_seconds=compile_seconds, device=str(device),
+        curve=curve, epochs=epochs, environment={**describe(), "device": str(device)}, model=model,
+    )

@@ -1,0 +1,86 @@
+"""run_trial on tiny synthetic data: reaching the target, determinism, divergence, cadence, bad specs."""
+
+from __future__ import annotations
+
+import math
+
+import pytest
+
+from mnistbench import load, make_spec, run_trial
+from mnistbench.errors import ConfigError, UnknownName
+
+TINY = dict(model="compact", batch_size=32, threads=1, eval_batch_size=100)
+
+
+@pytest.fixture
+def data(synthetic_name):
+    return load(synthetic_name)
+
+
+def spec(synthetic_name, **over):
+    return make_spec(dataset=synthetic_name, **{**TINY, **over})
+
+
+def test_reaches_target_and_times_only_training(synthetic_name, data):
+    result = run_trial(spec(synthetic_name, optimizer="adam", lr=3e-3, epochs=2, target=0.9), data)
+    assert result.status == "reached" and result.final_accuracy >= 0.9
+    assert 0 < result.time_to_target_s <= result.train_seconds < result.wall_seconds
+    first = next(p for p in result.curve if p.eval_accuracy >= 0.9)
+    assert (result.steps_to_target, result.time_to_target_s) == (first.step, first.train_seconds)
+    assert [e.epoch for e in result.epochs] == [1.0, 2.0]
+    assert math.isclose(sum(e.epoch_seconds for e in result.epochs), result.train_seconds, rel_tol=1e-6)
+
+
+def test_cadence_is_finer_than_an_epoch_until_the_target(synthetic_name, data):
+    result = run_trial(spec(synthetic_name, lr=1e-6, epochs=2, eval_every=3, target=0.99), data)
+    steps = [p.step for p in result.curve]
+    assert steps[:6] == [3, 6, 9, 12, 15, 18] and steps[-1] == 38  # 19 steps per epoch
+    assert result.status == "budget" and result.time_to_target_s is None
+
+
+def test_same_seed_same_curve(synthetic_name, data):
+    runs = [run_trial(spec(synthetic_name, model="seed-bn", optimizer="sgd", optimizer_args={"momentum": 0.9},
+                           steps=12, eval_every=4, seed=7), data) for _ in range(2)]
+    other = run_trial(spec(synthetic_name, model="seed-bn", steps=12, eval_every=4, seed=8), data)
+    curve = lambda r: [(p.step, p.train_loss, p.eval_accuracy, p.eval_loss) for p in r.curve]
+    assert curve(runs[0]) == curve(runs[1])
+    assert curve(runs[0]) != curve(other)
+
+
+def test_divergence_is_reported(synthetic_name, data):
+    result = run_trial(spec(synthetic_name, model="seed-simple", lr=1e6, steps=20, eval_every=5), data)
+    assert result.status == "diverged" and result.time_to_target_s is None
+
+
+def test_stop_at_target(synthetic_name, data):
+    result = run_trial(spec(synthetic_name, optimizer="adam", lr=3e-3, epochs=3, target=0.5,
+                            stop_at_target=True, eval_every=2), data)
+    assert result.status == "reached" and result.steps == result.steps_to_target < 57
+
+
+def test_schedules_change_the_rate(synthetic_name, data):
+    result = run_trial(spec(synthetic_name, schedule="step", schedule_args={"step_size": 1, "gamma": 0.5},
+                            lr=0.04, epochs=2, eval_every=0), data)
+    assert [p.lr for p in result.curve] == [0.04, 0.02]  # the rate the interval before each point ran at
+
+
+@pytest.mark.parametrize("over, match", [
+    ({"optimizer": "nope"}, "unknown optimizer 'nope'"),
+    ({"model": "nope"}, "unknown model 'nope'"),
+    ({"lr": -0.1}, "lr: Input should be greater than 0"),
+    ({"batch_size": 0}, "batch_size"),
+    ({"target": 1.5}, "target"),
+    ({"target": 0}, "target"),
+    ({"optimizer": "adam", "optimizer_args": {"momentum": 0.9}}, "'adam' does not take 'momentum'"),
+    ({"schedule": "step", "schedule_args": {"warmup": 3}}, "does not take 'warmup'"),
+    ({"nonsense": 1}, "nonsense: unknown key"),
+])
+def test_bad_specs_are_config_errors(over, match):
+    with pytest.raises((ConfigError, UnknownName), match=match):
+        make_spec(**over)
+
+
+def test_spec_id_is_stable_and_content_based():
+    a, b = make_spec(lr=0.1, seed=1), make_spec(seed=1, lr=0.1)
+    assert a.id == b.id and a.id != make_spec(lr=0.1, seed=2).id
+    assert a.config_key() == make_spec(lr=0.1, seed=2).config_key()
