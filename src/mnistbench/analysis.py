@@ -22,12 +22,13 @@ OPTIMIZER_NAMES = {"sgd": "SGD", "adam": "Adam", "adamw": "AdamW", "rmsprop": "R
                    "adagrad": "Adagrad", "adadelta": "Adadelta"}
 
 
+def three_figures(x: float) -> int:
+    """Decimals that show three significant figures (9.80, 12.3, 0.450), so a spread lines up with its mean."""
+    return max(0, 2 - math.floor(math.log10(abs(x)))) if x else 2
+
+
 def pct(x: float) -> str:
     return f"{100 * x:.2f}%"
-
-
-def seconds(x: float) -> str:
-    return f"{x:.3g} s"
 
 
 def target_text(target: float) -> str:
@@ -68,13 +69,21 @@ class Metric:
 
     noun: str  # "final test accuracy", "time to {target}"
     value: Callable[[TrialResult], float | None]
-    fmt: Callable[[float], str]
-    spread: Callable[[float], str]  # std in the metric's unit (percentage points for accuracy)
+    scale: float  # 100 shows accuracy in percent
+    suffix: str  # after a value: "%", " s"
+    unit: str  # of a difference or a spread: "points" for accuracy
+    decimals: Callable[[float], int]
     higher_is_better: bool
     better: str  # sentence for a significant difference, winner first
     missing: str  # what n = 0 means for this metric
+    neither: str  # the same said of both groups: "Neither A nor B {neither}"
     subset: str  # which runs carry the metric
-    unit: str  # of a difference or a spread: "points" for accuracy
+
+    def fmt(self, x: float, spread: float | None = None) -> str:
+        """'4.13 s' or '4.13 s ± 0.25': the spread in the mean's decimals, without the unit."""
+        d = self.decimals(x * self.scale)
+        text = f"{x * self.scale:.{d}f}{self.suffix}"
+        return text if spread is None else f"{text} ± {spread * self.scale:.{d}f}"
 
 
 def _finished_accuracy(r: TrialResult) -> float | None:
@@ -85,17 +94,17 @@ def _finished_accuracy(r: TrialResult) -> float | None:
 
 METRICS: dict[str, Metric] = {
     "accuracy": Metric(
-        "final test accuracy", _finished_accuracy, pct, lambda s: f"{100 * s:.2f}", True,
+        "final test accuracy", _finished_accuracy, 100, "%", "points", lambda x: 2, True,
         "{best} ended with a higher final test accuracy than {worst}: {fb} against {fw}",
-        "has no finished run", "runs that finished", "points"),
+        "has no finished run", "has a finished run", "runs that finished"),
     "time_to_target": Metric(
-        "time to {target}", lambda r: r.time_to_target_s, seconds, lambda s: f"{s:.2g}", False,
+        "time to {target}", lambda r: r.time_to_target_s, 1, " s", "s", three_figures, False,
         "{best} reached {target} in {fb} against {fw} for {worst}",
-        "never reached {target}", "seeds that reached the target", "s"),
+        "never reached {target}", "reached {target}", "seeds that reached the target"),
     "epochs_to_target": Metric(
-        "epochs to {target}", lambda r: r.epochs_to_target, lambda x: f"{x:.2g} epochs", lambda s: f"{s:.2g}",
-        False, "{best} reached {target} in {fb} against {fw} for {worst}",
-        "never reached {target}", "seeds that reached the target", "epochs"),
+        "epochs to {target}", lambda r: r.epochs_to_target, 1, " epochs", "epochs", lambda x: 2, False,
+        "{best} reached {target} in {fb} against {fw} for {worst}",
+        "never reached {target}", "reached {target}", "seeds that reached the target"),
 }
 
 
@@ -104,10 +113,10 @@ def metric_stat(results: Sequence[TrialResult], metric: str) -> Stat:
     return Stat(tuple(float(v) for r in results if (v := get(r)) is not None))
 
 
-def describe_stat(s: Stat, metric: str | Metric) -> str:
-    """'98.91% ± 0.08' (mean ± std) or a single value when there is one run."""
+def describe_stat(s: Stat, metric: str | Metric, spread: str = "std") -> str:
+    """'98.91% ± 0.08' (mean ± std, or ± ci95) or a single value when there is one run."""
     m = METRICS[metric] if isinstance(metric, str) else metric
-    return m.fmt(s.mean) if s.n < 2 else f"{m.fmt(s.mean)} ± {m.spread(s.std)}"
+    return m.fmt(s.mean, getattr(s, spread))
 
 
 @dataclass
@@ -234,9 +243,9 @@ def _sentence(m: Metric, la: str, a: Stat, na: int, lb: str, b: Stat, nb: int, p
     noun = m.noun.format(target=target)
     if a.n == 0 or b.n == 0:
         if a.n == b.n:
-            return f"Neither {la} nor {lb}: both {m.missing.format(target=target)}; no test possible."
+            return f"No test possible: neither {la} nor {lb} {m.neither.format(target=target)}."
         (lx, nx), (ly, sy, ny) = ((la, na), (lb, b, nb)) if a.n == 0 else ((lb, nb), (la, a, na))
-        return (f"{lx} {m.missing.format(target=target)} (0 of {nx} runs), against {fmt(sy)} for {ly} "
+        return (f"{lx} {m.missing.format(target=target)} (0 of {nx} run{'s' * (nx != 1)}), against {fmt(sy)} for {ly} "
                 f"({sy.n} of {ny}); no test possible.")
     if a.n < 2 and b.n < 2:
         return f"A single run each: no test possible ({la}: {fmt(a)}; {lb}: {fmt(b)})."
@@ -252,7 +261,7 @@ def _sentence(m: Metric, la: str, a: Stat, na: int, lb: str, b: Stat, nb: int, p
         text = (f"No difference in {noun} was detected between {la} ({fmt(a)}, n = {a.n}) "
                 f"and {lb} ({fmt(b)}, n = {b.n}) ({p_text(p)}).")
     if a.n < na or b.n < nb:
-        text += f" Only {m.subset} count: {la} {a.n}/{na}, {lb} {b.n}/{nb}."
+        text += f" {m.subset.capitalize()}: {la} {a.n} of {na}, {lb} {b.n} of {nb}."
     return text
 
 
@@ -360,7 +369,9 @@ class BatchStudy:
 
 
 def _batch_sentence(rows: list[ConfigSummary], target: str) -> str:
-    time = lambda s: describe_stat(s.time_to_target, "time_to_target") if s.reached else f"not reached (0 of {s.n})"  # noqa: E731
+    def time(s: ConfigSummary) -> str:
+        return describe_stat(s.time_to_target, "time_to_target") if s.reached else f"not reached (0 of {s.n})"
+
     reached = [s for s in rows if s.time_to_target.n]
     if reached:
         fastest = min(reached, key=lambda s: s.time_to_target.mean)
@@ -370,8 +381,10 @@ def _batch_sentence(rows: list[ConfigSummary], target: str) -> str:
     else:
         text = f"No batch size reached {target}."
     finished = [s for s in rows if s.accuracy.n]
-    if finished:
-        lo, hi = (f(finished, key=lambda s: s.accuracy.mean) for f in (min, max))
+    lo, hi = (f(finished, key=lambda s: s.accuracy.mean) for f in (min, max)) if finished else (None, None)
+    if lo is not None and pct(lo.accuracy.mean) == pct(hi.accuracy.mean):
+        text += f" Final test accuracy was {pct(lo.accuracy.mean)} on average for every batch size that finished."
+    elif lo is not None:
         text += (f" Final test accuracy ranged from {pct(lo.accuracy.mean)} (batch {lo.spec.batch_size}) "
                  f"to {pct(hi.accuracy.mean)} (batch {hi.spec.batch_size}).")
     return text
@@ -383,7 +396,7 @@ def _runner_up(rows: list[ConfigSummary]) -> Comparison | None:
         ranked = sorted((s for s in rows if getattr(s, attr).n), key=lambda s: sign * getattr(s, attr).mean)
         if len(ranked) >= 2:
             a, b = ranked[:2]
-            return compare(a.results, b.results, metric, f"batch {a.spec.batch_size}", f"batch {b.spec.batch_size}")
+            return compare(a.results, b.results, metric, a.label, b.label)
     return None
 
 

@@ -8,8 +8,9 @@ from typing import Any, Iterable
 from rich.console import Console
 from rich.table import Table
 
-console = Console()
-err_console = Console(stderr=True)
+# Off a terminal (CI logs, pipes) Rich would wrap tables at 80 columns; logs read better wide.
+console = Console(width=None if sys.stdout.isatty() else 160)
+err_console = Console(stderr=True, width=None if sys.stderr.isatty() else 240)
 
 
 def table(title: str | None, columns: list[str], rows: Iterable[Iterable[Any]]) -> Table:

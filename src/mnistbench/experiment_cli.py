@@ -2,8 +2,150 @@
 
 from __future__ import annotations
 
+import math
+import time
+from pathlib import Path
+from typing import Optional
+
 import typer
+
+from .console import console, table
+
+ResultsDir = typer.Option(Path("mnistbench-results"), "--results", help="Results folder (one SQLite store).")
+
+
+def _fmt(mean, spread, scale=1.0, unit="", digits=2):
+    if mean is None:
+        return "-"
+    text = f"{mean * scale:.{digits}f}{unit}"
+    return text if spread is None or math.isnan(spread) else f"{text} ± {spread * scale:.{digits}f}"
+
+
+def print_results(results) -> None:
+    target = results.summaries[0].spec.target if results.summaries else 0
+    rows = [(r.configuration, r.optimizer, "✓" if r.batchnorm else "✗", r.schedule, r.batch_size,
+             _fmt(r.accuracy_mean, r.accuracy_std, 100, "%"), _fmt(r.time_to_target_mean_s, r.time_to_target_std_s,
+                                                                    unit=" s"),
+             _fmt(r.epochs_to_target_mean, None), f"{r.reached}/{r.n}", r.statuses) for r in results.rows]
+    title = f"{results.experiment}: mean ± std over seeds" + (" (PARTIAL: some trials missing)" if results.partial else "")
+    console.print(table(title, ["Configuration", "Optimizer", "BatchNorm", "LR schedule", "Batch", "Test accuracy",
+                                f"Time to {target:.0%}", "Epochs to target", "Reached", "Status"], rows))
+    if results.inference:
+        console.print(table("inference (test set)", ["Configuration", "Batch", "Passes", "s / pass", "ms / image",
+                                                     "images / s"],
+                            [(label, i.batch_size, i.repeats, _fmt(i.mean_s, i.std_s, digits=3),
+                              f"{i.ms_per_image:.4f}", f"{i.images_per_second:,.0f}") for label, i in results.inference]))
+
+
+def _estimate(experiment, trials) -> list[float]:
+    """Seconds per trial, from three measured training steps per distinct model/batch/precision."""
+    from .estimate import estimate_seconds
+
+    return estimate_seconds([spec for _, spec in trials])
+
+
+def run(
+    experiment: str = typer.Argument(..., help="a built-in name (`mnistbench list experiments`) or a TOML file"),
+    seeds: Optional[int] = typer.Option(None, help="seeds per configuration (default: the file's)"),
+    results_dir: Path = ResultsDir,
+    dry_run: bool = typer.Option(False, "--dry-run", help="list the trials and an estimated time; run nothing"),
+    rerun: bool = typer.Option(False, "--rerun", help="run again trials that are already stored"),
+    executor: str = typer.Option("local", help="local or ray"),
+    workers: int = typer.Option(1, help="local process pool size (CPU threads are shared among workers)"),
+    address: Optional[str] = typer.Option(None, help="address of an existing Ray cluster"),
+):
+    """Run an experiment, resuming: trials already stored are skipped."""
+    from . import api
+    from .experiments import load_experiment
+    from .progress import TrialBar, live_bars
+
+    exp = load_experiment(experiment)
+    trials = exp.trials(seeds)
+    if dry_run:
+        estimates = _estimate(exp, trials)
+        console.print(table(f"{exp.name}: {len(trials)} trials" + (" (phase one; the best are then rerun with "
+                                                                   "every seed)" if exp.select else ""),
+                            ["#", "configuration", "seed", "model", "optimizer", "lr", "schedule", "batch",
+                             "budget", "est. time"],
+                            [(i + 1, label, s.seed, s.model, s.optimizer, s.lr, s.schedule, s.batch_size,
+                              f"{s.steps} steps" if s.steps else f"{s.epochs:g} epochs", f"{est / 60:.1f} min")
+                             for i, ((label, s), est) in enumerate(zip(trials, estimates))]))
+        console.print(f"estimated total: {sum(estimates) / 60:.1f} min on this machine "
+                      "(from 3 measured steps per model; evaluation included)")
+        return
+    started = time.perf_counter()
+    with live_bars() as bars:
+        overall = {}
+
+        def on_event(event):
+            if event.output is None:
+                msg = (f"{exp.name} ({event.phase}): {event.total} trials to run, {event.skipped} already stored"
+                       + (f", {event.held_elsewhere} being run by another process" if event.held_elsewhere else ""))
+                console.print(msg, highlight=False)
+                if bars is not None:
+                    overall["task"] = bars.add_task(f"{exp.name} trials", total=event.total, info="")
+                return
+            r = event.output.result
+            line = (f"[{event.done}/{event.total}] {event.output.job.label} seed {r.spec.seed}: {r.status}, "
+                    f"accuracy {r.final_accuracy if r.final_accuracy is not None else float('nan'):.4f}, "
+                    f"time to target {'-' if r.time_to_target_s is None else f'{r.time_to_target_s:.1f} s'}")
+            console.print(line, highlight=False)
+            if bars is not None:
+                bars.update(overall["task"], completed=event.done)
+
+        bar_for = (lambda job: TrialBar(bars, f"{job.label} (seed {job.spec.seed})")) if executor == "local" else None
+        results = api.run(exp, seeds, results_dir, executor, workers, address, rerun, on_event, bar_for)
+    summary = results.run_summary
+    console.print(f"ran {summary.ran} trials in {time.perf_counter() - started:.0f} s; "
+                  f"{summary.skipped} were already stored", highlight=False)
+    if summary.failed:
+        console.print(f"[red]{len(summary.failed)} failed[/red] (stored with their error; rerun to retry): "
+                      + ", ".join(summary.failed))
+    if summary.held_elsewhere:
+        console.print(f"{summary.held_elsewhere} trials are being run by another process; "
+                      "run again later to pick up any it leaves")
+    print_results(results)
+
+
+def results(
+    experiment: Optional[str] = typer.Argument(None, help="experiment name; all stored ones when omitted"),
+    results_dir: Path = ResultsDir,
+    fmt: str = typer.Option("table", "--format", help="table, csv or json"),
+):
+    """The recap table (mean and spread over seeds), or a CSV / JSON export."""
+    from . import api
+    from .errors import BadInput
+    from .store import ResultStore
+
+    if fmt not in ("table", "csv", "json"):
+        raise BadInput(f"unknown format '{fmt}'", "use table, csv or json")
+    if experiment is None:
+        store = ResultStore(results_dir, readonly=True)
+        names = store.experiments()
+        store.close()
+    else:
+        names = [experiment]
+    for name in names:
+        res = api.load_results(name, results_dir)
+        if fmt == "table":
+            print_results(res)
+        else:
+            typer.echo(res.to_csv() if fmt == "csv" else res.to_json())
+
+
+def report(
+    experiment: str = typer.Argument(..., help="experiment name"),
+    results_dir: Path = ResultsDir,
+    out: Optional[Path] = typer.Option(None, help="output folder (default: RESULTS/EXPERIMENT-report)"),
+):
+    """Write report.html (self-contained), report.md and the figures."""
+    from .api import write_report
+
+    paths = write_report(experiment, results_dir, out)
+    console.print(f"report written: {paths.html}")
 
 
 def register(app: typer.Typer) -> None:
-    pass
+    app.command("run")(run)
+    app.command("results")(results)
+    app.command("report")(report)

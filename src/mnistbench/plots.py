@@ -4,18 +4,22 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
+from functools import partial
 from pathlib import Path
-from typing import Sequence
+from typing import Callable, Sequence
 
 import numpy as np
 from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
 
 from .analysis import BatchStudy, ConfigSummary, target_text
+from .result import TrialResult
 
 # Figure + Agg canvas instead of pyplot: no global state, no GUI backend, safe next to a user's notebook.
 DPI = 130
-BAND = "shaded: min–max over seeds"
+BAND = "shaded: min–max over seeds; dotted: runs that diverged or failed, on their own"
+BROKEN = ("diverged", "failed")
+Series = tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]  # x, mean, min, max
 
 
 @dataclass(frozen=True)
@@ -72,9 +76,9 @@ def _finite(values: list[float]) -> list[float]:
     return [v for v in values if v is not None and math.isfinite(v)]
 
 
-def epoch_series(s: ConfigSummary, attr: str) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+def epoch_series(results: Sequence[TrialResult], attr: str) -> Series:
     """Per-epoch mean, min and max over seeds; seeds that stopped early count only while they ran."""
-    runs = [r.epochs for r in s.results if r.epochs]
+    runs = [r.epochs for r in results if r.epochs]
     if not runs:
         return (np.array([]),) * 4
     longest = max(runs, key=len)
@@ -86,10 +90,10 @@ def epoch_series(s: ConfigSummary, attr: str) -> tuple[np.ndarray, np.ndarray, n
     return np.array(x), np.array(mean), np.array(lo), np.array(hi)
 
 
-def time_series(s: ConfigSummary, points: int = 200) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+def time_series(results: Sequence[TrialResult], points: int = 200) -> Series:
     """Accuracy against timed training seconds; several seeds are interpolated on their common span."""
     curves = [(np.array([p.train_seconds for p in r.curve]), np.array([p.eval_accuracy for p in r.curve]))
-              for r in s.results if r.curve]
+              for r in results if r.curve]
     if len(curves) == 1:
         t, a = curves[0]
         return t, a, a, a
@@ -101,12 +105,20 @@ def time_series(s: ConfigSummary, points: int = 200) -> tuple[np.ndarray, np.nda
     return grid, stack.mean(0), stack.min(0), stack.max(0)
 
 
-def _draw(ax, series, color: str, label: str, marker: str | None = None) -> None:
-    x, mean, lo, hi = series
+def _draw(ax, s: ConfigSummary, series: Callable[[Sequence[TrialResult]], Series], color: str,
+          marker: str | None = None) -> None:
+    """Mean line and min-max band over the runs that finished; each diverged or failed run dotted on its own,
+    because averaging a blown-up run into the others would hide both."""
+    kept = [r for r in s.results if r.status not in BROKEN]
+    x, mean, lo, hi = series(kept)
     if len(x):
-        ax.plot(x, mean, color=color, marker=marker, markersize=4, label=label)
+        ax.plot(x, mean, color=color, marker=marker, markersize=4, label=s.label)
         if np.any(hi > lo):
             ax.fill_between(x, lo, hi, color=color, alpha=0.18, linewidth=0)
+    for i, r in enumerate(r for r in s.results if r.status in BROKEN):
+        x, mean, _, _ = series([r])
+        ax.plot(x, mean, color=color, linestyle=":", linewidth=1.2,
+                label=f"{s.label} ({r.status})" if i == 0 else None)
 
 
 def plot_convergence(a: ConfigSummary, b: ConfigSummary, out_dir: Path, name: str = "convergence",
@@ -115,8 +127,8 @@ def plot_convergence(a: ConfigSummary, b: ConfigSummary, out_dir: Path, name: st
     title = title or f"Convergence: {a.optimizer_name} vs {b.optimizer_name}"
     fig, (acc, loss) = _figure(12, 4.6, 2)
     for s, color in zip((a, b), ("C0", "C3")):
-        _draw(acc, epoch_series(s, "eval_accuracy"), color, s.label, "o")
-        _draw(loss, epoch_series(s, "train_loss"), color, s.label, "o")
+        _draw(acc, s, partial(epoch_series, attr="eval_accuracy"), color, "o")
+        _draw(loss, s, partial(epoch_series, attr="train_loss"), color, "o")
     _target_line(acc, a.spec.target)
     acc.set(xlabel="Epoch", ylabel="Test accuracy", title=title)
     loss.set(xlabel="Epoch", ylabel="Training loss", title=f"Training loss: {a.optimizer_name} vs {b.optimizer_name}")
@@ -130,7 +142,7 @@ def plot_accuracy_per_epoch(summaries: Sequence[ConfigSummary], out_dir: Path) -
     title = "Comparison of the training methods"
     fig, (ax,) = _figure(11, 5.5)
     for s, color in zip(summaries, _colors(len(summaries))):
-        _draw(ax, epoch_series(s, "eval_accuracy"), color, s.label, "o")
+        _draw(ax, s, partial(epoch_series, attr="eval_accuracy"), color, "o")
     _target_line(ax, summaries[0].spec.target, "black")
     ax.set(xlabel="Epoch", ylabel="Test accuracy", title=title, ylim=(_acc_floor(summaries), 1.0))
     ax.legend(loc="lower right", fontsize="small")
@@ -142,7 +154,7 @@ def plot_accuracy_vs_time(summaries: Sequence[ConfigSummary], out_dir: Path) -> 
     title = "Accuracy against timed training seconds"
     fig, (ax,) = _figure(11, 5.5)
     for s, color in zip(summaries, _colors(len(summaries))):
-        _draw(ax, time_series(s), color, s.label)
+        _draw(ax, s, time_series, color)
     _target_line(ax, summaries[0].spec.target, "black")
     ax.set(xlabel="Timed training seconds (evaluation excluded)", ylabel="Evaluation accuracy", title=title,
            ylim=(_acc_floor(summaries), 1.0))
@@ -154,7 +166,7 @@ def plot_accuracy_vs_time(summaries: Sequence[ConfigSummary], out_dir: Path) -> 
 def plot_time_to_target(summaries: Sequence[ConfigSummary], out_dir: Path) -> FigurePaths:
     """Mean time to target per configuration with its 95% CI, every seed as a dot."""
     title = f"Time to {target_text(summaries[0].spec.target)}"
-    fig, (ax,) = _figure(11, 1.2 + 0.55 * len(summaries))
+    fig, (ax,) = _figure(11, 1.4 + 0.55 * len(summaries))
     ys = np.arange(len(summaries))
     longest = max((max(s.time_to_target.values) for s in summaries if s.time_to_target.n), default=1.0)
     for y, s, color in zip(ys, summaries, _colors(len(summaries))):
@@ -167,9 +179,10 @@ def plot_time_to_target(summaries: Sequence[ConfigSummary], out_dir: Path) -> Fi
         ax.text(max(st.values + (st.mean + (st.ci95 or 0),)) + 0.01 * longest, y, f" {s.reached}/{s.n}",
                 va="center", fontsize="small")
     ax.set_yticks(ys, [s.label for s in summaries])
-    ax.invert_yaxis()
+    ax.set_ylim(len(summaries) - 0.5, -0.5)  # first configuration on top, no row touching an axis
     ax.set(xlabel="Timed training seconds", title=title, xlim=(0, longest * 1.15))
-    caption = "Bars: mean over the seeds that reached the target, with 95% CI; dots: single seeds; k/n: seeds that reached it."
+    caption = ("Bars: mean over the seeds that reached the target, with 95% CI; dots: single seeds; "
+               "k/n: seeds that reached it.")
     return _save(fig, out_dir, "time_to_target", title, caption)
 
 
@@ -192,7 +205,8 @@ def plot_batch_studies(studies: Sequence[BatchStudy], out_dir: Path) -> FigurePa
     tax.set(ylabel="Seconds", title=f"Time to {target_text(studies[0].rows[0].spec.target)}")
     aax.set(ylabel="Final test accuracy", title="Final test accuracy")
     tax.legend(fontsize="small")
-    return _save(fig, out_dir, "batch_size", title, "Mean over seeds with 95% CI; batch sizes that never reached the target are left out of the left panel.")
+    caption = "Mean over seeds with 95% CI; batch sizes that never reached the target are left out of the left panel."
+    return _save(fig, out_dir, "batch_size", title, caption)
 
 
 def plot_inference(rows: Sequence[ThroughputRow], out_dir: Path) -> FigurePaths:

@@ -12,8 +12,8 @@ from typing import Any, Sequence
 from jinja2 import Environment, FileSystemLoader
 
 from . import plots
-from .analysis import (FACTORS, METRICS, Comparison, ConfigSummary, Question, batch_studies, conclusions, p_text,
-                       questions, summarize, target_text)
+from .analysis import (FACTORS, METRICS, Comparison, ConfigSummary, Question, batch_studies, conclusions,
+                       describe_stat, p_text, questions, summarize, target_text)
 from .errors import ResultsMissing
 from .plots import FigurePaths, ThroughputRow
 from .result import TrialResult
@@ -61,8 +61,7 @@ class EmbeddedFigure:
 def _mean_ci(stat, metric: str, missing: str) -> str:
     if not stat.n:
         return missing
-    m = METRICS[metric]
-    return m.fmt(stat.mean) if stat.ci95 is None else f"{m.fmt(stat.mean)} ± {m.spread(stat.ci95)}"
+    return describe_stat(stat, metric, "ci95")
 
 
 def _row(s: ConfigSummary) -> Row:
@@ -71,7 +70,7 @@ def _row(s: ConfigSummary) -> Row:
                "✗" if s.spec.schedule == "constant" else s.spec.schedule, s.spec.batch_size,
                _mean_ci(s.accuracy, "accuracy", "none finished"),
                _mean_ci(s.time_to_target, "time_to_target", "not reached"),
-               f"{s.epochs_to_target.mean:.2g}" if s.epochs_to_target.n else "–",
+               f"{s.epochs_to_target.mean:.2f}" if s.epochs_to_target.n else "–",
                f"{s.reached}/{s.n}" + (f" · {broken}" if broken else ""))
 
 
@@ -102,12 +101,13 @@ def _method(results: Sequence[TrialResult], summaries: list[ConfigSummary]) -> l
     load = statistics.median(r.load_seconds for r in results)
     train, evals = sum(r.train_seconds for r in results), sum(r.eval_seconds for r in results)
     lines = [
-        "Only training steps are timed (forward, backward and optimizer step; the device is synchronized at "
-        f"every clock start and stop). Data is loaded into memory before the clock starts ({load:.2g} s per "
+        "Only training steps are timed (forward, backward and optimizer step; on a GPU the clock synchronizes "
+        f"the device at every start and stop). Data is loaded into memory before the clock starts ({load:.2g} s per "
         f"trial, median), and evaluation runs outside the clock: {evals:.3g} s of untimed evaluation against "
         f"{train:.3g} s of timed training over all {len(results)} trials.",
-        f"Evaluation runs {' or '.join(cadence)} until the target is reached, then at each epoch end, so a "
-        "time to target is known to within one evaluation interval.",
+        f"Evaluation runs {' or '.join(cadence)}"
+        + ("" if cadence == [CADENCE[0]] else " until the target is reached, then at each epoch end")
+        + ", so a time to target is known to within one evaluation interval.",
         f"The target is {' / '.join(targets)} accuracy, checked on {' and '.join(splits)}. "
         f"Budget: {' or '.join(budgets)}.",
         f"Each configuration ran with {' to '.join(str(n) for n in sorted({min(seeds), max(seeds)}))} "
@@ -123,8 +123,10 @@ def _method(results: Sequence[TrialResult], summaries: list[ConfigSummary]) -> l
 
 def _figures(summaries, qs, studies, inference, fig_dir: Path) -> list[FigurePaths]:
     out = []
-    pair = next((q for q in qs if q.factor == "optimizer" and {q.a.spec.optimizer, q.b.spec.optimizer} == {"sgd", "adam"}),
-                next((q for q in qs if q.factor == "optimizer"), None))
+    # The notebook's first figure is SGD against Adam; any other optimizer pair stands in when those are absent.
+    optimizer_pairs = [q for q in qs if q.factor == "optimizer"]
+    pair = next((q for q in optimizer_pairs if {q.a.spec.optimizer, q.b.spec.optimizer} == {"sgd", "adam"}),
+                optimizer_pairs[0] if optimizer_pairs else None)
     if pair:
         out.append(plots.plot_convergence(pair.a, pair.b, fig_dir))
     if any(r.epochs for s in summaries for r in s.results):
@@ -154,10 +156,11 @@ def effect_text(c: Comparison) -> str:
     m = METRICS[c.metric]
     parts = []
     if c.difference is not None:
+        size = abs(c.difference) * m.scale
         sign = "+" if c.difference >= 0 else "−"
-        parts.append(f"difference of means {sign}{m.spread(abs(c.difference))} {m.unit}")
+        parts.append(f"difference of means {sign}{size:.{m.decimals(size)}f} {m.unit}")
     if c.hedges_g is not None:
-        parts.append(f"Hedges' g {c.hedges_g:+.2f}")
+        parts.append(f"Hedges' g {c.hedges_g:+.2f}".replace("-", "−"))
     if c.p is not None:
         parts.append(p_text(c.p))
     return " · ".join(parts)
@@ -173,7 +176,7 @@ def write_report(experiment: str, results: list[TrialResult], out_dir: Path, lab
     """Write out_dir/report.html, out_dir/report.md and out_dir/figures/*; `labels`: config_key -> name."""
     if not results:
         raise ResultsMissing(f"no results to report for experiment '{experiment}'",
-                             f"run it first (mnistbench run {experiment}), or check the store path")
+                             "run the experiment first, or check that the store path is the one it wrote to")
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     summaries = summarize(results, labels)
@@ -185,8 +188,8 @@ def write_report(experiment: str, results: list[TrialResult], out_dir: Path, lab
         "generated": datetime.now(timezone.utc).strftime("%Y-%m-%d %H:%M UTC"),
         "n_trials": len(results), "n_configs": len(summaries),
         "environments": _environments(results), "method": _method(results, summaries),
-        "rows": [_row(s) for s in summaries], "question_groups": _grouped(qs), "studies": studies,
-        "study_rows": {id(st): [_row(s) for s in st.rows] for st in studies},
+        "rows": [_row(s) for s in summaries], "question_groups": _grouped(qs),
+        "studies": [(st, [_row(s) for s in st.rows]) for st in studies],
         "figures": [_embed(f, out_dir) for f in made], "inference": list(inference or []),
         "conclusions": conclusions(qs, studies), "verdict": verdict, "effect": effect_text,
     }

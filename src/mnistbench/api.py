@@ -1,0 +1,147 @@
+"""The Python API for notebooks: run an experiment, read its results as a table, write its report."""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Callable
+
+from .analysis import ConfigSummary, summarize
+from .errors import ResultsMissing
+from .executors import EXECUTORS
+from .experiments import Experiment, load_experiment
+from .inference import InferenceResult
+from .runner import RunEvent, RunSummary, run_experiment
+from .store import ResultStore
+
+DEFAULT_RESULTS = Path("mnistbench-results")
+
+
+@dataclass
+class SummaryRow:
+    """One line of the recap table, in the notebook's columns plus the spread over seeds."""
+
+    configuration: str
+    optimizer: str
+    batchnorm: bool
+    schedule: str
+    batch_size: int
+    n: int
+    reached: int
+    accuracy_mean: float | None
+    accuracy_std: float | None
+    accuracy_ci95: float | None
+    time_to_target_mean_s: float | None
+    time_to_target_std_s: float | None
+    time_to_target_ci95_s: float | None
+    epochs_to_target_mean: float | None
+    statuses: str
+
+
+def _row(s: ConfigSummary) -> SummaryRow:
+    return SummaryRow(
+        configuration=s.label, optimizer=s.optimizer_name, batchnorm=s.batchnorm,
+        schedule=s.spec.schedule if s.spec.schedule != "constant" else "-", batch_size=s.spec.batch_size,
+        n=s.n, reached=s.reached, accuracy_mean=s.accuracy.mean, accuracy_std=s.accuracy.std,
+        accuracy_ci95=s.accuracy.ci95, time_to_target_mean_s=s.time_to_target.mean,
+        time_to_target_std_s=s.time_to_target.std, time_to_target_ci95_s=s.time_to_target.ci95,
+        epochs_to_target_mean=s.epochs_to_target.mean,
+        statuses=", ".join(f"{k} {v}" for k, v in sorted(s.status_counts.items())))
+
+
+@dataclass
+class Results:
+    """An experiment's stored trials, summarized per configuration."""
+
+    experiment: str
+    summaries: list[ConfigSummary]
+    inference: list[tuple[str, InferenceResult]]
+    planned: int  # trials the experiment defines (phase one, stored seeds), to tell a partial result
+
+    @property
+    def rows(self) -> list[SummaryRow]:
+        return [_row(s) for s in self.summaries]
+
+    @property
+    def trials(self):
+        return [r for s in self.summaries for r in s.results]
+
+    @property
+    def partial(self) -> bool:
+        return len(self.trials) < self.planned
+
+    def to_pandas(self):
+        import pandas as pd  # optional: only for those who want a DataFrame
+
+        return pd.DataFrame([asdict(r) for r in self.rows])
+
+    def to_json(self) -> str:
+        return json.dumps([asdict(r) for r in self.rows], indent=1)
+
+    def to_csv(self) -> str:
+        buffer = io.StringIO()
+        rows = [asdict(r) for r in self.rows]
+        writer = csv.DictWriter(buffer, fieldnames=list(rows[0]) if rows else [])
+        writer.writeheader()
+        writer.writerows(rows)
+        return buffer.getvalue()
+
+
+def load_results(experiment: str, results_dir: Path | str = DEFAULT_RESULTS) -> Results:
+    store = ResultStore(results_dir, readonly=True)
+    try:
+        stored = list(store.trials(experiment))
+        if not stored:
+            known = ", ".join(store.experiments()) or "none"
+            raise ResultsMissing(f"no results for experiment '{experiment}' in {results_dir}",
+                                 f"run `mnistbench run {experiment}` first (stored experiments: {known})")
+        labels = {s.result.spec.config_key(): s.label for s in stored}
+        summaries = summarize([s.result for s in stored], labels)
+        inference = [(label, InferenceResult.from_dict(d)) for label, d in store.inference(experiment)]
+        return Results(experiment, summaries, inference, _planned(store.definition(experiment), len(stored)))
+    finally:
+        store.close()
+
+
+def _planned(definition: dict | None, stored: int) -> int:
+    """How many trials the last run asked for (phase one of a two-phase study counts as its whole)."""
+    if not definition:
+        return stored
+    exp = Experiment(**{k: v for k, v in definition.items() if k != "seeds_requested"})
+    return stored if exp.select else len(exp.trials(definition.get("seeds_requested")))
+
+
+def run(experiment: str | Experiment, seeds: int | None = None, results_dir: Path | str = DEFAULT_RESULTS,
+        executor: str = "local", workers: int = 1, address: str | None = None, rerun: bool = False,
+        on_event: Callable[[RunEvent], None] | None = None, progress=None) -> Results:
+    """Run (or resume) an experiment and return its results table."""
+    exp = experiment if isinstance(experiment, Experiment) else load_experiment(experiment)
+    store = ResultStore(results_dir)
+    try:
+        backend = EXECUTORS.get(executor).build(workers=workers, address=address, progress=progress)
+        summary: RunSummary = run_experiment(exp, store, backend, seeds, rerun, on_event)
+    finally:
+        store.close()
+    results = load_results(exp.name, results_dir)
+    results.run_summary = summary
+    return results
+
+
+def write_report(experiment: str, results_dir: Path | str = DEFAULT_RESULTS, out: Path | str | None = None):
+    """Report of the stored results of `experiment` into `out` (default: RESULTS/EXPERIMENT-report)."""
+    from statistics import fmean
+
+    from .plots import ThroughputRow
+    from .report import write_report as render
+
+    res = load_results(experiment, results_dir)
+    by_label: dict[str, list[InferenceResult]] = {}
+    for label, inf in res.inference:
+        by_label.setdefault(label, []).append(inf)
+    throughput = [ThroughputRow(label, infs[0].batch_size, fmean(i.images_per_second for i in infs),
+                                fmean(i.ms_per_image for i in infs)) for label, infs in by_label.items()]
+    out = Path(out) if out else Path(results_dir) / f"{experiment}-report"
+    return render(experiment, res.trials, out, {s.key: s.label for s in res.summaries}, throughput, res.partial)

@@ -1,0 +1,56 @@
+"""Estimate how long trials will take from a few measured training steps (for `run --dry-run`)."""
+
+from __future__ import annotations
+
+import math
+
+import torch
+
+from .clock import Stopwatch
+from .models import build_model
+from .recipes import make_optimizer
+from .spec import TrialSpec
+from .trial import EVALS_PER_EPOCH
+
+TRAIN_IMAGES = {"mnist": 60000, "fashion-mnist": 60000}
+EVAL_IMAGES = 10000
+
+
+def _step_seconds(spec: TrialSpec, cache: dict) -> float:
+    key = (spec.model, spec.batch_size, spec.precision, spec.channels_last)
+    if key not in cache:
+        torch.manual_seed(0)
+        model = build_model(spec.model)
+        x = torch.randn(spec.batch_size, 1, 28, 28)
+        if spec.channels_last:
+            model, x = model.to(memory_format=torch.channels_last), x.contiguous(memory_format=torch.channels_last)
+        y = torch.randint(0, 10, (spec.batch_size,))
+        opt = make_optimizer("sgd", model.parameters(), 0.01, {})
+        autocast = torch.autocast("cpu", dtype=torch.bfloat16, enabled=spec.precision == "bf16")
+        watch = Stopwatch()
+        for i in range(4):  # the first step allocates: measure the three after it
+            if i == 1:
+                watch.start()
+            with autocast:
+                loss = torch.nn.functional.cross_entropy(model(x), y)
+            opt.zero_grad()
+            loss.backward()
+            opt.step()
+        watch.stop()
+        cache[key] = watch.elapsed / 3
+    return cache[key]
+
+
+def estimate_seconds(specs: list[TrialSpec]) -> list[float]:
+    """Training steps x measured step time, plus evaluations (a forward pass costs about a third of a step)."""
+    cache: dict = {}
+    out = []
+    for spec in specs:
+        n = TRAIN_IMAGES.get(spec.dataset, 60000) - spec.val_size
+        per_epoch = math.ceil(n / spec.batch_size)
+        steps = spec.steps or round((spec.epochs or 1) * per_epoch)
+        step_s = _step_seconds(spec, cache)
+        evals = min(steps, EVALS_PER_EPOCH) + steps / per_epoch
+        eval_s = evals * (EVAL_IMAGES / spec.batch_size) * step_s / 3
+        out.append(steps * step_s + eval_s)
+    return out

@@ -1,0 +1,96 @@
+"""Executors run Jobs and yield their outputs as they finish: in this process, in a local process pool,
+or on a Ray cluster. The driver (runner.py) alone writes to the store, so executors never touch it."""
+
+from __future__ import annotations
+
+import os
+from concurrent.futures import FIRST_COMPLETED, ProcessPoolExecutor, wait
+from dataclasses import dataclass
+from multiprocessing import get_context
+from typing import Callable, Iterator, Protocol
+
+from .errors import BadInput
+from .jobs import Job, JobOutput, execute
+from .registry import Registry
+from .trial import Progress
+
+
+class Executor(Protocol):
+    def run(self, jobs: list[Job]) -> Iterator[JobOutput]: ...
+
+
+@dataclass
+class InProcess:
+    """One trial at a time, here; the only executor that can show the running trial's own bar."""
+
+    progress: Callable[[Job], Callable[[Progress], None] | None] | None = None
+
+    def run(self, jobs: list[Job]) -> Iterator[JobOutput]:
+        for job in jobs:
+            yield execute(job, self.progress(job) if self.progress else None)
+
+
+def _init_worker(threads: int) -> None:
+    import torch
+
+    # Workers share the cores: each gets its slice, or they would oversubscribe and all slow down.
+    torch.set_num_threads(threads)
+
+
+@dataclass
+class LocalPool:
+    workers: int
+
+    def run(self, jobs: list[Job]) -> Iterator[JobOutput]:
+        threads = max(1, (os.cpu_count() or 1) // self.workers)
+        pool = ProcessPoolExecutor(self.workers, mp_context=get_context("spawn"), initializer=_init_worker,
+                                   initargs=(threads,))
+        try:
+            pending = {pool.submit(execute, job) for job in jobs}
+            while pending:
+                done, pending = wait(pending, return_when=FIRST_COMPLETED)
+                for future in done:
+                    yield future.result()
+        finally:
+            pool.shutdown(wait=False, cancel_futures=True)
+
+
+@dataclass
+class RayCluster:
+    """Ray: a local cluster started on demand, or an existing one at `address`."""
+
+    address: str | None = None
+    cpus_per_trial: float = 1.0
+
+    def run(self, jobs: list[Job]) -> Iterator[JobOutput]:
+        try:
+            import ray
+        except ImportError:
+            raise BadInput("the ray executor needs Ray", "pip install 'mnistbench[ray]'") from None
+        started_here = not ray.is_initialized()
+        if started_here:
+            ray.init(address=self.address, include_dashboard=False, log_to_driver=False,
+                     configure_logging=False)
+        try:
+            remote = ray.remote(num_cpus=self.cpus_per_trial)(execute)
+            pending = [remote.remote(job) for job in jobs]
+            while pending:
+                done, pending = ray.wait(pending, num_returns=1)
+                yield ray.get(done[0])
+        finally:
+            if started_here:
+                ray.shutdown()
+
+
+@dataclass(frozen=True)
+class ExecutorEntry:
+    build: Callable[..., Executor]
+    description: str
+
+
+EXECUTORS: Registry[ExecutorEntry] = Registry("executor")
+EXECUTORS.add("local", ExecutorEntry(lambda workers=1, address=None, progress=None:
+                                     InProcess(progress) if workers <= 1 else LocalPool(workers),
+                                     "this process, or a process pool with --workers N"))
+EXECUTORS.add("ray", ExecutorEntry(lambda workers=1, address=None, progress=None: RayCluster(address),
+                                   "Ray: a local cluster, or an existing one with --address"))

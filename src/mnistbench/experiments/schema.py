@@ -1,0 +1,127 @@
+"""Experiment files: TOML validated into typed models, expanded into labelled TrialSpecs (grid x seeds)."""
+
+from __future__ import annotations
+
+import itertools
+import tomllib
+from pathlib import Path
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+
+from ..errors import ConfigError, MnistbenchError
+from ..spec import TrialSpec, describe_validation_error
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class Config(_Strict):
+    """One configuration: a label and the TrialSpec fields that differ from the defaults."""
+
+    label: str
+    group: str = ""  # which study of the experiment it belongs to (e.g. "batch size")
+    fields: dict[str, Any] = Field(default_factory=dict)
+
+
+class Grid(_Strict):
+    """A cartesian product of field values; `label` is a format string over the varied fields."""
+
+    label: str
+    group: str = ""
+    vary: dict[str, list[Any]]
+    fixed: dict[str, Any] = Field(default_factory=dict)
+
+    def expand(self) -> list[Config]:
+        keys = list(self.vary)
+        out = []
+        for values in itertools.product(*(self.vary[k] for k in keys)):
+            chosen = dict(zip(keys, values))
+            try:
+                label = self.label.format(**chosen)
+            except (KeyError, IndexError, ValueError) as exc:
+                raise ConfigError(f"grid label '{self.label}' cannot be formatted ({exc})",
+                                  f"use only the varied fields: {', '.join(keys)}") from None
+            out.append(Config(label=label, group=self.group, fields={**self.fixed, **chosen}))
+        return out
+
+
+class Inference(_Strict):
+    """Measure inference of the model trained by the configuration `config` (as the notebook does)."""
+
+    config: str
+    batch_size: int = Field(1000, gt=0)
+    repeats: int = Field(10, gt=0)
+    warmup: int = Field(1, ge=0)
+
+
+class Select(_Strict):
+    """Two-phase study: pick per `group_by` the configuration with the best validation accuracy
+    (phase one runs with one seed on a held-out split), then rerun the winners with all seeds."""
+
+    group_by: list[str]
+    label: str = "best of {group}"
+
+
+class Experiment(_Strict):
+    name: str
+    description: str = ""
+    seeds: int = Field(1, gt=0)
+    defaults: dict[str, Any] = Field(default_factory=dict)
+    config: list[Config] = Field(default_factory=list)
+    grid: list[Grid] = Field(default_factory=list)
+    inference: list[Inference] = Field(default_factory=list)
+    select: Select | None = None
+    source: str = ""  # where it was read from, for messages
+
+    @model_validator(mode="after")
+    def _check(self) -> "Experiment":
+        configs = self.configs()
+        if not configs:
+            raise ValueError("no configurations: add [[config]] or [[grid]] entries")
+        labels = [c.label for c in configs]
+        duplicates = sorted({l for l in labels if labels.count(l) > 1})
+        if duplicates:
+            raise ValueError(f"configuration labels must be unique, repeated: {', '.join(duplicates)}")
+        for inf in self.inference:
+            if inf.config not in labels:
+                raise ValueError(f"inference names config '{inf.config}', which is not defined")
+        for c in configs:  # fail now, before anything runs, on any invalid combination
+            self.spec_for(c, seed=0)
+        return self
+
+    def configs(self) -> list[Config]:
+        return [*self.config, *(c for g in self.grid for c in g.expand())]
+
+    def spec_for(self, config: Config, seed: int) -> TrialSpec:
+        try:
+            return TrialSpec(**{**self.defaults, **config.fields, "seed": seed})
+        except ValidationError as exc:
+            raise ConfigError(describe_validation_error(exc, where=f"{self.source}: config '{config.label}': ")) from None
+
+    def trials(self, seeds: int | None = None) -> list[tuple[str, TrialSpec]]:
+        """(label, spec) for every configuration and seed; with `select`, only phase one."""
+        n = 1 if self.select else (seeds or self.seeds)
+        return [(c.label, self.spec_for(c, s)) for c in self.configs() for s in range(n)]
+
+
+def parse_experiment(text: str, source: str) -> Experiment:
+    try:
+        raw = tomllib.loads(text)
+    except tomllib.TOMLDecodeError as exc:
+        raise ConfigError(f"{source}: not valid TOML ({exc})", "fix the syntax at that line") from None
+    try:
+        return Experiment(**{**raw, "source": source})
+    except ValidationError as exc:
+        raise ConfigError(describe_validation_error(exc, where=f"{source}: ")) from None
+    except MnistbenchError as exc:  # an unknown model/optimizer inside a config
+        raise ConfigError(f"{source}: {exc.message}", exc.hint) from None
+
+
+def read_experiment(path: Path) -> Experiment:
+    try:
+        text = Path(path).read_text()
+    except (OSError, UnicodeDecodeError) as exc:
+        raise ConfigError(f"cannot read experiment file {path} ({exc})") from None
+    return parse_experiment(text, str(path))

@@ -1,0 +1,69 @@
+"""A Job is one trial (plus, optionally, an inference measurement of its trained model), runnable in any
+process: executors ship Jobs out and get JobOutputs back, with plain data only (no modules, no tensors)."""
+
+from __future__ import annotations
+
+import traceback
+from dataclasses import dataclass
+from typing import Callable
+
+import torch
+
+from .data import Data, load
+from .experiments import Inference
+from .inference import InferenceResult, measure_inference
+from .result import TrialResult
+from .spec import TrialSpec
+from .trial import Progress, resolve_device, run_trial
+
+_DATA: dict[tuple[str, int], Data] = {}  # one load per process and dataset: workers reuse it across jobs
+
+
+@dataclass(frozen=True)
+class Job:
+    label: str
+    spec: TrialSpec
+    inference: Inference | None = None
+
+
+@dataclass
+class JobOutput:
+    job: Job
+    result: TrialResult
+    inference: InferenceResult | None = None
+
+
+def _data(spec: TrialSpec) -> Data:
+    key = (spec.dataset, spec.val_size)
+    if key not in _DATA:
+        _DATA.clear()
+        _DATA[key] = load(spec.dataset, val_size=spec.val_size)
+    return _DATA[key]
+
+
+def _failed(spec: TrialSpec, error: str) -> TrialResult:
+    from .hardware import describe
+
+    return TrialResult(spec=spec, status="failed", final_accuracy=None, final_loss=None, time_to_target_s=None,
+                       steps_to_target=None, epochs_to_target=None, steps=0, train_seconds=0.0, eval_seconds=0.0,
+                       wall_seconds=0.0, load_seconds=0.0, compile_seconds=0.0, device=spec.device,
+                       environment=describe(), error=error)
+
+
+def execute(job: Job, progress: Callable[[Progress], None] | None = None) -> JobOutput:
+    """Run a job. A crash inside training becomes a `failed` result (retried on the next run), so one bad
+    trial never takes an experiment down; bad input was rejected long before, when specs were built."""
+    try:
+        data = _data(job.spec)
+        result = run_trial(job.spec, data, progress)
+    except Exception as exc:  # noqa: BLE001 - recorded, shown, and retried, never swallowed
+        return JobOutput(job, _failed(job.spec, f"{type(exc).__name__}: {exc}\n{traceback.format_exc(limit=5)}"))
+    inference = None
+    if job.inference is not None and result.status != "diverged":
+        test = data.test.to(resolve_device(job.spec.device))
+        if job.spec.channels_last:
+            test.images = test.images.contiguous(memory_format=torch.channels_last)
+        inference = measure_inference(result.model, test, job.inference.batch_size, job.inference.repeats,
+                                      job.inference.warmup, job.spec.precision)
+    result.model = None  # modules never leave the process
+    return JobOutput(job, result, inference)

@@ -1,0 +1,90 @@
+"""Run an experiment: plan its trials, skip those already stored, claim the rest, dispatch them to an
+executor, and write each result to the store the moment it arrives."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Callable
+
+from .executors import Executor
+from .experiments import Experiment
+from .jobs import Job, JobOutput
+from .spec import TrialSpec
+from .store import ResultStore
+
+
+@dataclass
+class RunEvent:
+    """Sent to the caller after planning (output None) and after each stored trial."""
+
+    phase: str
+    done: int
+    total: int
+    skipped: int
+    held_elsewhere: int
+    output: JobOutput | None = None
+
+
+@dataclass
+class RunSummary:
+    ran: int = 0
+    skipped: int = 0
+    held_elsewhere: int = 0
+    failed: list[str] = field(default_factory=list)
+
+
+def _select_winners(experiment: Experiment, store: ResultStore, seeds: int) -> list[tuple[str, TrialSpec]]:
+    """Per group, the configuration with the best final accuracy on the held-out split (the last
+    evaluation, which is on `eval_on`), rerun with every seed."""
+    select = experiment.select
+    phase_one = {spec.id for _, spec in experiment.trials()}
+    best: dict[tuple, tuple[float, TrialSpec]] = {}
+    for stored in store.trials(experiment.name):
+        r = stored.result
+        if r.spec.id not in phase_one or not r.curve or r.status == "diverged":
+            continue
+        key = tuple(str(getattr(r.spec, f)) for f in select.group_by)
+        score = r.curve[-1].eval_accuracy
+        if key not in best or score > best[key][0]:
+            best[key] = (score, r.spec)
+    return [(select.label.format(group=" + ".join(key)), spec.model_copy(update={"seed": s}))
+            for key, (_, spec) in sorted(best.items()) for s in range(seeds)]
+
+
+def run_experiment(experiment: Experiment, store: ResultStore, executor: Executor, seeds: int | None = None,
+                   rerun: bool = False, on_event: Callable[[RunEvent], None] | None = None) -> RunSummary:
+    store.save_experiment(experiment.name, {**experiment.model_dump(mode="json"),
+                                            "seeds_requested": seeds or experiment.seeds})
+    summary = RunSummary()
+    try:
+        _run_phase("train", experiment, experiment.trials(seeds), store, executor, rerun, on_event, summary)
+        if experiment.select:
+            winners = _select_winners(experiment, store, seeds or experiment.seeds)
+            for label, spec in winners:  # a winner's first seed was run in phase one: give it its new name
+                store.relabel(experiment.name, spec.id, label)
+            _run_phase("rerun best", experiment, winners, store, executor, rerun, on_event, summary)
+    finally:
+        store.release_claims()
+    return summary
+
+
+def _run_phase(phase: str, experiment: Experiment, planned: list[tuple[str, TrialSpec]], store: ResultStore,
+               executor: Executor, rerun: bool, on_event, summary: RunSummary) -> None:
+    name = experiment.name
+    inference = {i.config: i for i in experiment.inference}
+    finished = set() if rerun else store.finished_ids(name)
+    todo = [(label, spec) for label, spec in planned if spec.id not in finished]
+    jobs = [Job(label, spec, inference.get(label)) for label, spec in todo
+            if store.claim(name, spec.id, force=rerun)]
+    skipped, held = len(planned) - len(todo), len(todo) - len(jobs)
+    summary.skipped += skipped
+    summary.held_elsewhere += held
+    if on_event:
+        on_event(RunEvent(phase, 0, len(jobs), skipped, held))
+    for done, output in enumerate(executor.run(jobs), start=1):
+        store.add_trial(name, output.job.label, output.result, output.inference)
+        summary.ran += 1
+        if output.result.status == "failed":
+            summary.failed.append(output.job.label)
+        if on_event:
+            on_event(RunEvent(phase, done, len(jobs), skipped, held, output))

@@ -1,0 +1,202 @@
+"""Analysis, figures and report on synthetic TrialResults (made-up curves, no training)."""
+
+from __future__ import annotations
+
+import math
+import re
+import shutil
+import subprocess
+from pathlib import Path
+
+import pytest
+
+from mnistbench.analysis import batch_studies, compare, conclusions, questions, summarize
+from mnistbench.errors import ResultsMissing
+from mnistbench.plots import ThroughputRow
+from mnistbench.report import write_report
+from mnistbench.result import CurvePoint, EpochPoint, TrialResult
+from mnistbench.spec import TrialSpec
+
+CHROMIUM = Path("/usr/bin/chromium")
+ENV = {"cpu": "Test CPU 3000", "logical_cores": 2, "usable_cores": 2, "torch_threads": 2, "torch": "2.13.0",
+       "device": "cpu", "mnistbench_git": "abc123def456", "os": "Linux", "python": "3.11"}
+
+
+def make_result(seed: int = 0, final: float = 0.985, time_to_target: float | None = 5.0, status: str | None = None,
+                epochs: int = 3, epoch_seconds: float = 4.0, environment: dict | None = None,
+                **spec_fields) -> TrialResult:
+    """A TrialResult whose curve rises towards `final` and crosses the target near `time_to_target`."""
+    spec = TrialSpec(seed=seed, epochs=epochs, **spec_fields)
+    start = 0.80
+    if time_to_target is not None and final > spec.target:
+        rate = math.log((final - start) / (final - spec.target)) / time_to_target
+    else:
+        rate = 1.0 / epoch_seconds
+    curve, history = [], []
+    for i in range(1, 10 * epochs + 1):
+        t = i * epoch_seconds / 10
+        acc = final - (final - start) * math.exp(-rate * t)
+        loss = 0.05 + 0.5 * math.exp(-rate * t)
+        curve.append(CurvePoint(step=i * 47, epoch=i / 10, train_seconds=t, wall_seconds=1.2 * t, train_loss=loss,
+                                eval_accuracy=acc, eval_loss=loss, lr=spec.lr))
+        if i % 10 == 0:
+            history.append(EpochPoint(epoch=i / 10, train_loss=loss, eval_accuracy=acc, eval_loss=loss,
+                                      epoch_seconds=epoch_seconds))
+    reached = time_to_target is not None
+    return TrialResult(
+        spec=spec, status=status or ("reached" if reached else "budget"), final_accuracy=final, final_loss=0.05,
+        time_to_target_s=time_to_target, steps_to_target=47 if reached else None,
+        epochs_to_target=time_to_target / epoch_seconds if reached else None, steps=470 * epochs,
+        train_seconds=epoch_seconds * epochs, eval_seconds=0.5 * epochs, wall_seconds=epoch_seconds * epochs + 1,
+        load_seconds=0.3, compile_seconds=0.0, device="cpu", curve=curve, epochs=history,
+        environment=dict(environment or ENV))
+
+
+def group(times, finals, **spec_fields) -> list[TrialResult]:
+    return [make_result(seed, final=f, time_to_target=t, **spec_fields)
+            for seed, (t, f) in enumerate(zip(times, finals))]
+
+
+SGD = dict(optimizer="sgd", lr=0.01)
+ADAM = dict(optimizer="adam", lr=0.001)
+
+
+def test_summary_numbers_by_hand():
+    results = group([2.0, 4.0, None], [0.98, 0.99, 1.00], **SGD)
+    (s,) = summarize(results)
+    assert s.n == 3 and s.reached == 2 and s.seeds == [0, 1, 2]
+    assert s.accuracy.mean == pytest.approx(0.99)
+    assert s.accuracy.std == pytest.approx(0.01)
+    assert s.accuracy.ci95 == pytest.approx(4.302653 * 0.01 / math.sqrt(3), rel=1e-5)  # t(0.975, df=2)
+    assert s.time_to_target.values == (2.0, 4.0)  # only the seeds that reached the target
+    assert s.time_to_target.mean == pytest.approx(3.0)
+    assert s.time_to_target.std == pytest.approx(math.sqrt(2))
+    assert s.epochs_to_target.mean == pytest.approx(0.75)
+    assert s.status_counts == {"reached": 2, "budget": 1}
+    assert s.label == "seed-simple · SGD lr 0.01 · batch 128"
+
+
+def test_labels_diverged_runs_and_grouping():
+    results = group([3.0, 3.2], [0.99, 0.99], **ADAM) + group([5.0], [0.98], **SGD)
+    results.append(make_result(5, final=0.1, time_to_target=None, status="diverged", **SGD))
+    key = results[0].spec.config_key()
+    adam, sgd = summarize(results, {key: "Adam baseline"})
+    assert adam.label == "Adam baseline" and adam.n == 2
+    assert sgd.status_counts == {"reached": 1, "diverged": 1}
+    assert sgd.accuracy.values == (0.98,)  # a diverged run has no final accuracy to average
+
+
+def test_sentence_follows_the_data():
+    fast = group([4.0, 4.2, 3.9, 4.1, 4.3], [0.99] * 5, **ADAM)
+    slow = group([9.8, 9.5, 10.1, 9.9, 9.6], [0.985] * 5, **SGD)
+    c = compare(fast, slow, "time_to_target", "Adam", "SGD")
+    assert c.significant
+    assert c.sentence == "Adam reached 97% in 4.10 s ± 0.16 against 9.78 s ± 0.24 for SGD (n = 5 each, p < 0.001)."
+    assert c.difference < 0 and c.hedges_g < 0 and abs(c.hedges_g) < abs(c.cohens_d)
+    flipped = compare(group([9.8, 9.5, 10.1], [0.99] * 3, **ADAM), group([4.0, 4.2, 3.9], [0.99] * 3, **SGD),
+                      "time_to_target", "Adam", "SGD")
+    assert flipped.significant and flipped.sentence.startswith("SGD reached 97% in")
+
+
+def test_equal_distributions_and_too_few_runs():
+    a = group([5, 5, 5], [0.989, 0.990, 0.991], **ADAM)
+    b = group([5, 5, 5], [0.991, 0.989, 0.990], **SGD)
+    same = compare(a, b, "accuracy", "A", "B")
+    assert not same.significant
+    assert same.sentence.startswith("No difference in final test accuracy was detected between A (99.00% ± 0.10")
+    single = compare(a[:1], b[:1], "accuracy", "A", "B")
+    assert single.p is None and single.sentence.startswith("A single run each: no test possible")
+    never = compare(a, group([None, None], [0.96, 0.96], **SGD), "time_to_target", "A", "B")
+    assert never.p is None and "B never reached 97% (0 of 2 runs)" in never.sentence
+
+
+def notebook_results() -> list[TrialResult]:
+    """The seed notebook's grid, with made-up numbers: Adam faster than SGD, BatchNorm faster still."""
+    rs = group([9.8, 9.4, 10.2], [0.985, 0.986, 0.984], model="seed-simple", **SGD)
+    rs += group([4.1, 4.4, 3.9], [0.991, 0.992, 0.990], model="seed-simple", **ADAM)
+    rs += group([2.9, 3.1, 3.0], [0.993, 0.992, 0.994], model="seed-bn", **ADAM)
+    rs += group([2.9, 3.2, 3.0], [0.994, 0.993, 0.994], model="seed-bn", optimizer="adam", lr=0.002,
+                schedule="step")
+    for bs, t in ((64, 4.0), (256, 2.6), (512, 3.4)):
+        rs += group([t, t + 0.2, t - 0.1], [0.991, 0.990, 0.989], model="seed-bn", batch_size=bs, epochs=5, **ADAM)
+    return rs
+
+
+def test_notebook_questions_are_found():
+    summaries = summarize(notebook_results())
+    qs = questions(summaries)
+    by_factor = {q.factor: q for q in qs}
+    assert set(by_factor) == {"optimizer", "batchnorm", "schedule"}
+    assert (by_factor["optimizer"].a.spec.optimizer, by_factor["optimizer"].b.spec.optimizer) == ("sgd", "adam")
+    assert by_factor["batchnorm"].b.spec.model == "seed-bn"
+    assert "lr differs too" in by_factor["schedule"].note
+    (study,) = batch_studies(summaries)
+    assert [s.spec.batch_size for s in study.rows] == [64, 256, 512]
+    assert study.sentence.startswith("Batch size 256 reached 97% fastest")
+    assert any("reached 97% in" in c for c in conclusions(qs, [study]))
+
+
+@pytest.fixture(scope="module")
+def report(tmp_path_factory):
+    out = tmp_path_factory.mktemp("report")
+    inference = [ThroughputRow("seed-bn", bs, ips, 1000 / ips) for bs, ips in ((1, 900.0), (256, 21000.0))]
+    return write_report("seed", notebook_results(), out, inference=inference, partial=True)
+
+
+def test_report_files_and_contents(report):
+    html = report.html.read_text()
+    md = report.markdown.read_text()
+    assert all(p.exists() for p in report.figures) and len(report.figures) == 12  # 6 figures x PNG, SVG
+    assert '<table class="recap">' in html and "seed-simple · SGD lr 0.01 · batch 128" in html
+    assert "Partial results" in html and "Partial results" in md
+    assert "abc123def456" in html and "Test CPU 3000" in html
+    assert html.count("data:image/png;base64,") == 6 and 'src="figures/' not in html
+    for png in re.findall(r"!\[[^]]*\]\((figures/[^)]+\.png)\)", md):
+        assert (report.markdown.parent / png).exists()
+    assert "| Configuration | Optimizer | BatchNorm |" in md
+
+
+def test_awkward_results_still_report(tmp_path):
+    """Single seeds, a failed run without a curve, nothing reaching the target, two machines, odd labels."""
+    failed = make_result(0, model="seed-bn", **ADAM)
+    failed.status, failed.final_accuracy, failed.curve, failed.epochs = "failed", None, [], []
+    failed.time_to_target_s = failed.epochs_to_target = None
+    gpu = {**ENV, "device": "cuda", "gpu": "Test GPU"}
+    results = [make_result(0, final=0.95, time_to_target=None, **SGD),
+               make_result(0, final=0.96, time_to_target=None, environment=gpu, **ADAM),
+               make_result(0, final=0.94, time_to_target=None, batch_size=256, **SGD), failed]
+    labels = {results[0].spec.config_key(): "SGD <base> | & co"}
+    paths = write_report("awkward", results, tmp_path, labels=labels)
+    html, md = paths.html.read_text(), paths.markdown.read_text()
+    assert "2 different environments" in html and "Test GPU" in html
+    assert "SGD &lt;base&gt; | &amp; co" in html and "SGD <base> \\| & co" in md
+    assert "A single run each: no test possible" in html
+    assert "No test was possible" in html  # the conclusions say why nothing is concluded
+    assert "none finished" in html and "1 failed" in html and "not reached" in html
+
+
+def test_no_results_raises(tmp_path):
+    with pytest.raises(ResultsMissing):
+        write_report("seed", [], tmp_path)
+
+
+def test_report_renders_in_chromium(report, tmp_path):
+    if not CHROMIUM.exists():
+        pytest.skip("chromium is not installed at /usr/bin/chromium")
+    # The page sets its title to the number of broken images once everything has loaded.
+    probe = tmp_path / "probe.html"
+    script = ("<script>window.addEventListener('load', () => { const imgs = [...document.images]; "
+              "document.title = 'broken=' + imgs.filter(i => !(i.complete && i.naturalWidth > 0)).length "
+              "+ ' total=' + imgs.length; });</script>")
+    probe.write_text(report.html.read_text().replace("</body>", script + "</body>"))
+    moved = tmp_path / "elsewhere"  # no figures/ folder beside it: the page must stand alone
+    moved.mkdir()
+    shutil.move(probe, moved / "probe.html")
+    cmd = [str(CHROMIUM), "--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
+           "--disable-background-networking", "--disable-component-update", "--disable-sync",
+           f"--user-data-dir={tmp_path / 'profile'}", "--virtual-time-budget=5000", "--dump-dom",
+           (moved / "probe.html").as_uri()]
+    dom = subprocess.run(cmd, capture_output=True, text=True, timeout=60).stdout
+    match = re.search(r"<title>broken=(\d+) total=(\d+)</title>", dom)
+    assert match, dom[:500]
+    assert match.groups() == ("0", "6")
