@@ -50,7 +50,8 @@ def estimate_seconds(specs: list[TrialSpec]) -> list[float]:
         per_epoch = math.ceil(n / spec.batch_size)
         steps = spec.steps or round((spec.epochs or 1) * per_epoch)
         step_s = _step_seconds(spec, cache)
-        evals = min(steps, EVALS_PER_EPOCH) + steps / per_epoch
+        fine = steps // spec.eval_every if spec.eval_every else min(steps, EVALS_PER_EPOCH)
+        evals = fine + steps / per_epoch  # the fine cadence until the target, then once per epoch
         eval_s = evals * (EVAL_IMAGES / spec.batch_size) * step_s / 3
         out.append(steps * step_s + eval_s)
     return out

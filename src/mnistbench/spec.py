@@ -61,16 +61,21 @@ class TrialSpec(BaseModel):
             raise ValueError("give a budget: epochs or steps")
         return self
 
+    def _digest(self, exclude: set[str], length: int) -> str:
+        # Fields left at their defaults are not hashed, so adding a new option later (with a default
+        # that keeps the old behaviour) does not change the ids of results already stored.
+        fields = self.model_dump(mode="json", exclude=exclude, exclude_defaults=True)
+        blob = json.dumps(fields, sort_keys=True, separators=(",", ":"))
+        return hashlib.sha256(blob.encode()).hexdigest()[:length]
+
     @property
     def id(self) -> str:
         """Hash of the content: equal specs share an id across runs and machines."""
-        blob = json.dumps(self.model_dump(mode="json"), sort_keys=True, separators=(",", ":"))
-        return hashlib.sha256(blob.encode()).hexdigest()[:16]
+        return self._digest(set(), 16)
 
     def config_key(self) -> str:
         """The spec without its seed: trials sharing it are repeats of one configuration."""
-        blob = json.dumps(self.model_dump(mode="json", exclude={"seed"}), sort_keys=True, separators=(",", ":"))
-        return hashlib.sha256(blob.encode()).hexdigest()[:12]
+        return self._digest({"seed"}, 12)
 
 
 def make_spec(**fields: Any) -> TrialSpec:
