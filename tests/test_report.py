@@ -10,7 +10,8 @@ from pathlib import Path
 
 import pytest
 
-from mnistbench.analysis import batch_studies, compare, conclusions, questions, summarize
+from mnistbench.analysis import compare, summarize
+from mnistbench.questions import batch_studies, conclusions, questions
 from mnistbench.errors import ResultsMissing
 from mnistbench.plots import ThroughputRow
 from mnistbench.report import write_report

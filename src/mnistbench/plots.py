@@ -12,7 +12,8 @@ import numpy as np
 from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
 
-from .analysis import BatchStudy, ConfigSummary, target_text
+from .analysis import ConfigSummary, target_text
+from .questions import BatchStudy
 from .result import TrialResult
 
 # Figure + Agg canvas instead of pyplot: no global state, no GUI backend, safe next to a user's notebook.

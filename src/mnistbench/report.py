@@ -12,8 +12,8 @@ from typing import Any, Sequence
 from jinja2 import Environment, FileSystemLoader
 
 from . import plots
-from .analysis import (FACTORS, METRICS, Comparison, ConfigSummary, Question, batch_studies, conclusions,
-                       describe_stat, p_text, questions, summarize, target_text)
+from .analysis import METRICS, Comparison, ConfigSummary, describe_stat, p_text, summarize, target_text
+from .questions import FACTORS, Question, batch_studies, conclusions, questions
 from .errors import ResultsMissing
 from .plots import FigurePaths, ThroughputRow
 from .result import TrialResult

@@ -178,7 +178,7 @@ def fetch(name: str, data_dir: Path | str | None = None) -> FetchResult:
         return FetchResult(name, folder, source.label, time.perf_counter() - started, tried)
     raise DatasetNotFound(
         f"could not get {name}: " + "; ".join(tried),
-        f"put the four IDX files in a folder and pass --data-dir (or set MNISTBENCH_DATA)",
+        "put the four IDX files in a folder and pass --data-dir (or set MNISTBENCH_DATA)",
     )
 
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 import itertools
 import tomllib
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
@@ -40,7 +40,7 @@ class Grid(_Strict):
             chosen = dict(zip(keys, values))
             try:
                 label = self.label.format(**chosen)
-            except (KeyError, IndexError, ValueError) as exc:
+            except (KeyError, IndexError, ValueError, AttributeError, TypeError) as exc:  # "{lr.x}", "{lr[0]}"
                 raise ConfigError(f"grid label '{self.label}' cannot be formatted ({exc})",
                                   f"use only the varied fields: {', '.join(keys)}") from None
             out.append(Config(label=label, group=self.group, fields={**self.fixed, **chosen}))
@@ -95,10 +95,13 @@ class Experiment(_Strict):
         return [*self.config, *(c for g in self.grid for c in g.expand())]
 
     def spec_for(self, config: Config, seed: int) -> TrialSpec:
+        where = f"{self.source}: config '{config.label}': " if self.source else f"config '{config.label}': "
         try:
             return TrialSpec(**{**self.defaults, **config.fields, "seed": seed})
         except ValidationError as exc:
-            raise ConfigError(describe_validation_error(exc, where=f"{self.source}: config '{config.label}': ")) from None
+            raise ConfigError(describe_validation_error(exc, where=where)) from None
+        except MnistbenchError as exc:  # an unknown model/optimizer/schedule, or an option it does not take
+            raise ConfigError(f"{where}{exc.message}", exc.hint) from None
 
     def trials(self, seeds: int | None = None) -> list[tuple[str, TrialSpec]]:
         """(label, spec) for every configuration and seed; with `select`, only phase one."""
@@ -111,12 +114,15 @@ def parse_experiment(text: str, source: str) -> Experiment:
         raw = tomllib.loads(text)
     except tomllib.TOMLDecodeError as exc:
         raise ConfigError(f"{source}: not valid TOML ({exc})", "fix the syntax at that line") from None
+    except RecursionError:  # tomllib recurses once per nesting level
+        raise ConfigError(f"{source}: not valid TOML (arrays or tables nested too deeply)") from None
     try:
         return Experiment(**{**raw, "source": source})
     except ValidationError as exc:
         raise ConfigError(describe_validation_error(exc, where=f"{source}: ")) from None
-    except MnistbenchError as exc:  # an unknown model/optimizer inside a config
-        raise ConfigError(f"{source}: {exc.message}", exc.hint) from None
+    except MnistbenchError as exc:  # raised by a validator: a grid label, an unknown model inside a config
+        message = exc.message if exc.message.startswith(f"{source}: ") else f"{source}: {exc.message}"
+        raise ConfigError(message, exc.hint) from None
 
 
 def read_experiment(path: Path) -> Experiment:

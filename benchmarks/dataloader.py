@@ -1,0 +1,112 @@
+"""The notebook's input pipeline against mnistbench's trainer: same model, same recipe, same steps.
+
+(a) the notebook's way: a torchvision-style Dataset that turns each image into a PIL image, then a
+    normalized tensor (ToTensor + Normalize), through a DataLoader (batch 128, shuffle, num_workers=0);
+(b) mnistbench's run_trial: tensors normalized once, in memory, a fresh permutation each epoch.
+
+Both train seed-simple with SGD (lr 0.01, momentum 0.9) in fp32 for the same number of steps; only the
+training steps are timed (no evaluation on either side). Rounds alternate (a) and (b) so drift on a shared
+machine hits both. Prints images/s for each, their ratio, and the share of the measured fp32 matmul peak.
+
+    python benchmarks/dataloader.py --steps 100 --rounds 3
+"""
+
+from __future__ import annotations
+
+import argparse
+import statistics
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+from PIL import Image
+from torch.utils.data import DataLoader, Dataset
+
+sys.path.insert(0, str(Path(__file__).parent))
+from peak import matmul_peak  # noqa: E402
+
+from mnistbench import load, make_spec, run_trial  # noqa: E402
+from mnistbench.data import fetch, read_pair  # noqa: E402
+from mnistbench.data.sources import find_in_folder  # noqa: E402
+from mnistbench.models import build_model, flops_per_image  # noqa: E402
+
+
+class NotebookMNIST(Dataset):
+    """What torchvision's MNIST + Compose([ToTensor(), Normalize((0.1307,), (0.3081,))]) does per sample."""
+
+    def __init__(self, images: np.ndarray, labels: np.ndarray):
+        self.images, self.labels = torch.from_numpy(images.copy()), torch.from_numpy(labels.astype(np.int64))
+
+    def __len__(self):
+        return len(self.labels)
+
+    def __getitem__(self, i):
+        img = Image.fromarray(self.images[i].numpy(), mode="L")  # torchvision.datasets.MNIST
+        x = torch.from_numpy(np.array(img, np.uint8, copy=True)).view(1, 28, 28).float().div(255)  # ToTensor
+        x = (x - 0.1307) / 0.3081  # Normalize
+        return x, int(self.labels[i])
+
+
+def notebook_way(dataset: Dataset, steps: int, seed: int) -> float:
+    """Timed seconds for `steps` training steps, the notebook's loop verbatim (minus its evaluation)."""
+    torch.manual_seed(seed)
+    model = build_model("seed-simple")
+    optimizer = torch.optim.SGD(model.parameters(), lr=0.01, momentum=0.9)
+    criterion = torch.nn.CrossEntropyLoss()
+    loader = DataLoader(dataset, batch_size=128, shuffle=True, num_workers=0)
+    model.train()
+    done, start = 0, time.perf_counter()
+    while done < steps:
+        for data, target in loader:
+            optimizer.zero_grad()
+            loss = criterion(model(data), target)
+            loss.backward()
+            optimizer.step()
+            loss.item()  # the notebook's running_loss += loss.item()
+            done += 1
+            if done == steps:
+                break
+    return time.perf_counter() - start
+
+
+def mnistbench_way(data, steps: int, seed: int) -> float:
+    spec = make_spec(model="seed-simple", optimizer="sgd", lr=0.01, optimizer_args={"momentum": 0.9},
+                     batch_size=128, steps=steps, eval_every=0, seed=seed)
+    return run_trial(spec, data).train_seconds
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--steps", type=int, default=100)
+    parser.add_argument("--rounds", type=int, default=3)
+    parser.add_argument("--threads", type=int, default=None)
+    args = parser.parse_args()
+    if args.threads:
+        torch.set_num_threads(args.threads)
+
+    paths = find_in_folder(fetch("mnist").folder)
+    dataset = NotebookMNIST(*read_pair(paths["train-images-idx3-ubyte"], paths["train-labels-idx1-ubyte"]))
+    data = load("mnist")
+    images = args.steps * 128
+    notebook, ours = [], []
+    for r in range(args.rounds):
+        notebook.append(images / notebook_way(dataset, args.steps, r))
+        ours.append(images / mnistbench_way(data, args.steps, r))
+        print(f"round {r + 1}: notebook {notebook[-1]:7.0f} img/s   mnistbench {ours[-1]:7.0f} img/s   "
+              f"ratio {ours[-1] / notebook[-1]:.2f}x", flush=True)
+
+    peak = matmul_peak(torch.float32)
+    train_flops = 3 * flops_per_image(build_model("seed-simple"))  # forward + backward (inputs, weights)
+    a, b = statistics.median(notebook), statistics.median(ours)
+    print(f"\nseed-simple, SGD lr 0.01 momentum 0.9, batch 128, fp32, {args.steps} steps x {args.rounds} rounds, "
+          f"{torch.get_num_threads()} threads")
+    print(f"{'':12s} {'images/s':>10s} {'share of fp32 matmul peak':>27s}")
+    for name, v in (("notebook", a), ("mnistbench", b)):
+        print(f"{name:12s} {v:10.0f} {v * train_flops / peak:26.1%}")
+    print(f"ratio (median over rounds): {b / a:.2f}x   (fp32 matmul peak measured: {peak / 1e9:.0f} GFLOP/s)")
+
+
+if __name__ == "__main__":
+    main()
