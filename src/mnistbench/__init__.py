@@ -5,13 +5,24 @@ The Python API for notebooks:
     import mnistbench as mb
     data = mb.load("mnist")
     result = mb.run_trial(mb.make_spec(model="seed-bn", optimizer="adam", lr=1e-3), data)
+    table = mb.run("smoke", seeds=2)          # an experiment, stored and resumable
+    table.rows                                # or table.to_pandas()
+    mb.write_report("smoke")
 """
 
 __version__ = "0.1.0"
 
-from .data import fetch, load  # noqa: E402
-from .result import TrialResult  # noqa: E402
-from .spec import TrialSpec, make_spec  # noqa: E402
-from .trial import run_trial  # noqa: E402
+# Names resolve on first use, so `mnistbench --help` or `data fetch` don't wait for torch to import.
+_API = {
+    "fetch": "data", "load": "data", "TrialResult": "result", "TrialSpec": "spec", "make_spec": "spec",
+    "run_trial": "trial", "run": "api", "load_results": "api", "write_report": "api",
+}
+__all__ = [*_API, "__version__"]
 
-__all__ = ["TrialResult", "TrialSpec", "fetch", "load", "make_spec", "run_trial", "__version__"]
+
+def __getattr__(name: str):
+    if name in _API:
+        import importlib
+
+        return getattr(importlib.import_module(f".{_API[name]}", __name__), name)
+    raise AttributeError(f"module 'mnistbench' has no attribute '{name}'")

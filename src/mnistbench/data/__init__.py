@@ -2,7 +2,16 @@
 
 from .datasets import DATASETS, DatasetSpec, cache_root, fetch, resolve, verify
 from .idx import read_idx, read_images, read_labels, read_pair, write_idx
-from .load import Data, Split, load
 
 __all__ = ["DATASETS", "DatasetSpec", "Data", "Split", "cache_root", "fetch", "load", "read_idx",
            "read_images", "read_labels", "read_pair", "resolve", "verify", "write_idx"]
+
+
+def __getattr__(name: str):
+    # Loading into tensors needs torch, which takes a second to import: `data fetch` and `data verify`
+    # don't pay for it.
+    if name in ("Data", "Split", "load"):
+        from . import load as _load
+
+        return getattr(_load, name)
+    raise AttributeError(name)

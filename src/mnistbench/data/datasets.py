@@ -149,9 +149,9 @@ def fetch(name: str, data_dir: Path | str | None = None) -> FetchResult:
         return FetchResult(name, folder, f"cache {folder}", time.perf_counter() - started)
 
     user_dir = data_dir or os.environ.get("MNISTBENCH_DATA")
-    sources = ([lambda: folder_source(Path(user_dir).expanduser())] if user_dir else []) + [
-        lambda: folder_source(folder, f"cache {folder}", strict=False)
-    ] + list(spec.sources)
+    sources = ([lambda: folder_source(Path(user_dir).expanduser())] if user_dir else []) + (
+        [lambda: folder_source(folder, f"cache {folder}", strict=False)] if folder.is_dir() else []
+    ) + list(spec.sources)
     tried = []
     for make in sources:
         source = make()
