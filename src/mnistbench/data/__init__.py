@@ -11,7 +11,7 @@ def __getattr__(name: str):
     # Loading into tensors needs torch, which takes a second to import: `data fetch` and `data verify`
     # don't pay for it.
     if name in ("Data", "Split", "load"):
-        from . import load as _load
+        from . import loading
 
-        return getattr(_load, name)
+        return getattr(loading, name)
     raise AttributeError(name)
