@@ -87,14 +87,16 @@ def evaluate(model: nn.Module, split: Split, batch_size: int, autocast) -> tuple
     return correct.item() / len(split), loss.item() / len(split)
 
 
-def _compile(model: nn.Module, batch: tuple[torch.Tensor, torch.Tensor], loss_fn, autocast, device) -> tuple[nn.Module, float]:
-    """torch.compile with its warm-up (tracing both passes) done and timed here, outside the clock.
-    BatchNorm buffers touched by the warm-up pass are restored so training starts from the same state."""
+def _compile(model: nn.Module, train: Split, batch_sizes: set[int], loss_fn, autocast, device) -> tuple[nn.Module, float]:
+    """torch.compile with its warm-up done and timed here, outside the clock: one forward and backward per
+    batch shape the run will see (the last batch of an epoch is often smaller, and a new shape recompiles).
+    Weights, BatchNorm buffers and gradients are restored so training starts from the same state."""
     state = {k: v.clone() for k, v in model.state_dict().items()}
     compiled = torch.compile(model)
     with Stopwatch(device) as watch:
-        with autocast:
-            loss_fn(compiled(batch[0]), batch[1]).backward()
+        for size in sorted(batch_sizes):
+            with autocast:
+                loss_fn(compiled(train.images[:size]), train.labels[:size]).backward()
     model.load_state_dict(state)
     model.zero_grad(set_to_none=True)
     return compiled, watch.elapsed
@@ -132,8 +134,8 @@ def run_trial(spec: TrialSpec, data: Data | None = None,
     forward = model
     compile_seconds = 0.0
     if spec.compile:
-        forward, compile_seconds = _compile(model, (train.images[:spec.batch_size], train.labels[:spec.batch_size]),
-                                            loss_fn, autocast, device)
+        shapes = {min(spec.batch_size, n), n % spec.batch_size or spec.batch_size}
+        forward, compile_seconds = _compile(model, train, shapes, loss_fn, autocast, device)
         wall_start += compile_seconds  # reported on its own line, not inside the run's wall time
 
     eval_every = max(1, steps_per_epoch // EVALS_PER_EPOCH) if spec.eval_every is None else spec.eval_every
