@@ -125,7 +125,10 @@ def run(experiment: str | Experiment, seeds: int | None = None, results_dir: Pat
         summary: RunSummary = run_experiment(exp, store, backend, seeds, rerun, on_event)
     finally:
         store.close()
-    results = load_results(exp.name, results_dir)
+    try:
+        results = load_results(exp.name, results_dir)
+    except ResultsMissing:  # nothing stored yet: every trial is being run by another process
+        results = Results(exp.name, [], [], len(exp.trials(seeds)))
     results.run_summary = summary
     return results
 

@@ -100,7 +100,12 @@ def main() -> None:
     register_train(app)
     register_experiments(app)
     try:
-        app(standalone_mode=False)
+        code = app(standalone_mode=False)
+        # Not standalone, click hands Ctrl-C back as a return value of 130 instead of raising it.
+        if code == 130:
+            raise KeyboardInterrupt
+        if isinstance(code, int) and code:
+            sys.exit(code)
     except MnistbenchError as exc:
         if _DEBUG["on"]:
             raise

@@ -12,8 +12,28 @@ from .recipes import make_optimizer
 from .spec import TrialSpec
 from .trial import EVALS_PER_EPOCH
 
-TRAIN_IMAGES = {"mnist": 60000, "fashion-mnist": 60000}
-EVAL_IMAGES = 10000
+
+
+def _split_sizes(dataset: str) -> tuple[int, int]:
+    """Training and test image counts, read from the IDX headers only (no decoding); MNIST's if unknown."""
+    import struct
+
+    from .data import fetch
+    from .data.sources import find_in_folder
+    from .errors import MnistbenchError
+
+    try:
+        paths = find_in_folder(fetch(dataset).folder)
+    except MnistbenchError:  # not fetched yet: an estimate must not fail a dry run
+        return 60000, 10000
+
+    def count(path) -> int:
+        from .data.idx import read_bytes
+
+        head = read_bytes(path)[:8] if path.suffix == ".gz" else path.open("rb").read(8)
+        return struct.unpack(">I", head[4:8])[0]
+
+    return count(paths["train-labels-idx1-ubyte"]), count(paths["t10k-labels-idx1-ubyte"])
 
 
 def _step_seconds(spec: TrialSpec, cache: dict) -> float:
@@ -44,14 +64,17 @@ def _step_seconds(spec: TrialSpec, cache: dict) -> float:
 def estimate_seconds(specs: list[TrialSpec]) -> list[float]:
     """Training steps x measured step time, plus evaluations (a forward pass costs about a third of a step)."""
     cache: dict = {}
+    sizes = {name: _split_sizes(name) for name in {s.dataset for s in specs}}
     out = []
     for spec in specs:
-        n = TRAIN_IMAGES.get(spec.dataset, 60000) - spec.val_size
+        n_train, n_test = sizes[spec.dataset]
+        n = n_train - spec.val_size
+        n_eval = spec.val_size if spec.eval_on == "val" else n_test
         per_epoch = math.ceil(n / spec.batch_size)
         steps = spec.steps or round((spec.epochs or 1) * per_epoch)
         step_s = _step_seconds(spec, cache)
         fine = steps // spec.eval_every if spec.eval_every else min(steps, EVALS_PER_EPOCH)
         evals = fine + steps / per_epoch  # the fine cadence until the target, then once per epoch
-        eval_s = evals * (EVAL_IMAGES / spec.batch_size) * step_s / 3
+        eval_s = evals * (n_eval / spec.batch_size) * step_s / 3
         out.append(steps * step_s + eval_s)
     return out

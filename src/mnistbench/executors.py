@@ -7,7 +7,7 @@ import os
 from concurrent.futures import FIRST_COMPLETED, ProcessPoolExecutor, wait
 from dataclasses import dataclass
 from multiprocessing import get_context
-from typing import Callable, Iterator, Protocol
+from typing import Callable, Iterable, Iterator, Protocol
 
 from .errors import BadInput
 from .jobs import Job, JobOutput, execute
@@ -16,7 +16,9 @@ from .trial import Progress
 
 
 class Executor(Protocol):
-    def run(self, jobs: list[Job]) -> Iterator[JobOutput]: ...
+    def run(self, jobs: Iterable[Job]) -> Iterator[JobOutput]:
+        """Yield outputs as trials finish. `jobs` is lazy (each job is claimed when taken): an executor
+        takes only as many as it can start, or all of them when it submits everything at once."""
 
 
 @dataclass
@@ -25,13 +27,19 @@ class InProcess:
 
     progress: Callable[[Job], Callable[[Progress], None] | None] | None = None
 
-    def run(self, jobs: list[Job]) -> Iterator[JobOutput]:
+    def run(self, jobs: Iterable[Job]) -> Iterator[JobOutput]:
         for job in jobs:
             yield execute(job, self.progress(job) if self.progress else None)
 
 
 def _init_worker(threads: int) -> None:
+    import signal
+
     import torch
+
+    # Ctrl-C reaches the whole process group: the driver alone handles it (and stops the workers), so
+    # workers neither print tracebacks of their own nor break the pool under it.
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
 
     # Workers share the cores: each gets its slice, or they would oversubscribe and all slow down.
     torch.set_num_threads(threads)
@@ -41,7 +49,7 @@ def _init_worker(threads: int) -> None:
 class LocalPool:
     workers: int
 
-    def run(self, jobs: list[Job]) -> Iterator[JobOutput]:
+    def run(self, jobs: Iterable[Job]) -> Iterator[JobOutput]:
         threads = max(1, (os.cpu_count() or 1) // self.workers)
         pool = ProcessPoolExecutor(self.workers, mp_context=get_context("spawn"), initializer=_init_worker,
                                    initargs=(threads,))
@@ -51,6 +59,12 @@ class LocalPool:
                 done, pending = wait(pending, return_when=FIRST_COMPLETED)
                 for future in done:
                     yield future.result()
+        except BaseException:
+            # Interrupted (Ctrl-C, a store error, the caller stopped): trials still running would only be
+            # thrown away, and waiting for them would delay the exit by a whole trial, so stop them now.
+            for process in list((pool._processes or {}).values()):
+                process.terminate()
+            raise
         finally:
             pool.shutdown(wait=False, cancel_futures=True)
 
@@ -62,7 +76,7 @@ class RayCluster:
     address: str | None = None
     cpus_per_trial: float = 1.0
 
-    def run(self, jobs: list[Job]) -> Iterator[JobOutput]:
+    def run(self, jobs: Iterable[Job]) -> Iterator[JobOutput]:
         try:
             import ray
         except ImportError:

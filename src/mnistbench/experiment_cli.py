@@ -55,12 +55,16 @@ def run(
     address: Optional[str] = typer.Option(None, help="address of an existing Ray cluster"),
 ):
     """Run an experiment, resuming: trials already stored are skipped."""
-    from . import api
     from .experiments import load_experiment
-    from .progress import TrialBar, live_bars
 
     exp = load_experiment(experiment)
-    trials = exp.trials(seeds)
+    _run(exp, exp.trials(seeds), seeds, results_dir, dry_run, rerun, executor, workers, address)
+
+
+def _run(exp, trials, seeds, results_dir, dry_run, rerun, executor, workers, address) -> None:
+    from . import api
+    from .progress import TrialBar, live_bars
+
     if dry_run:
         estimates = _estimate(exp, trials)
         console.print(table(f"{exp.name}: {len(trials)} trials" + (" (phase one; the best are then rerun with "

@@ -44,11 +44,30 @@ def _check_args(kind: str, name: str, args: dict[str, Any], allowed: dict[str, A
             f"{kind} '{name}' does not take {', '.join(repr(u) for u in unknown)}",
             f"it takes: {', '.join(allowed) or 'no options'}",
         )
-    merged = {**allowed, **args}
-    for key, value in merged.items():
-        if isinstance(value, float) and (not math.isfinite(value) or (value < 0 and key != "gamma")):
-            raise ConfigError(f"{kind} '{name}': {key} must be a finite number >= 0, got {value}")
-    return merged
+    for key, value in args.items():
+        _check_type(kind, name, key, value, allowed[key])
+    return {**allowed, **args}
+
+
+def _is_number(value: Any) -> bool:
+    return isinstance(value, (int, float)) and not isinstance(value, bool)
+
+
+def _check_type(kind: str, name: str, key: str, value: Any, default: Any) -> None:
+    """An option takes the kind of value its default has: caught here, not as a failed trial later."""
+    where = f"{kind} '{name}': {key}"
+    if isinstance(default, bool):
+        if not isinstance(value, bool):
+            raise ConfigError(f"{where} must be true or false, got {value!r}")
+    elif _is_number(default):
+        if not _is_number(value) or not math.isfinite(value) or value < 0:
+            raise ConfigError(f"{where} must be a finite number >= 0, got {value!r}")
+    elif isinstance(default, (tuple, list)):
+        if not isinstance(value, (tuple, list)) or not all(_is_number(v) for v in value) or (
+                isinstance(default, tuple) and len(value) != len(default)):
+            raise ConfigError(f"{where} must be a list of numbers like {list(default)}, got {value!r}")
+    elif isinstance(default, str) and not isinstance(value, str):
+        raise ConfigError(f"{where} must be text, got {value!r}")
 
 
 def make_optimizer(name: str, params, lr: float, args: dict[str, Any]) -> torch.optim.Optimizer:

@@ -4,7 +4,7 @@ executor, and write each result to the store the moment it arrives."""
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Callable
+from typing import Callable, Iterator
 
 from .executors import Executor
 from .experiments import Experiment
@@ -74,17 +74,26 @@ def _run_phase(phase: str, experiment: Experiment, planned: list[tuple[str, Tria
     inference = {i.config: i for i in experiment.inference}
     finished = set() if rerun else store.finished_ids(name)
     todo = [(label, spec) for label, spec in planned if spec.id not in finished]
-    jobs = [Job(label, spec, inference.get(label)) for label, spec in todo
-            if store.claim(name, spec.id, force=rerun)]
-    skipped, held = len(planned) - len(todo), len(todo) - len(jobs)
+    skipped = len(planned) - len(todo)
+    claimed = 0
+
+    def jobs() -> Iterator[Job]:
+        # Claimed one at a time, as the executor asks for work: an in-process run takes a trial just before
+        # training it, so two processes on one folder share the experiment instead of the first taking all.
+        nonlocal claimed
+        for label, spec in todo:
+            if store.claim(name, spec.id, force=rerun):
+                claimed += 1
+                yield Job(label, spec, inference.get(label))
+
     summary.skipped += skipped
-    summary.held_elsewhere += held
     if on_event:
-        on_event(RunEvent(phase, 0, len(jobs), skipped, held))
-    for done, output in enumerate(executor.run(jobs), start=1):
+        on_event(RunEvent(phase, 0, len(todo), skipped, 0))
+    for done, output in enumerate(executor.run(jobs()), start=1):
         store.add_trial(name, output.job.label, output.result, output.inference)
         summary.ran += 1
         if output.result.status == "failed":
             summary.failed.append(output.job.label)
         if on_event:
-            on_event(RunEvent(phase, done, len(jobs), skipped, held, output))
+            on_event(RunEvent(phase, done, len(todo), skipped, 0, output))
+    summary.held_elsewhere += len(todo) - claimed

@@ -48,21 +48,31 @@ class StoredTrial:
     result: TrialResult
 
 
+def _start_time(pid: int) -> str:
+    """The process's start time (Linux), so a claim is not kept alive by an unrelated process that was
+    given the same id later; empty where /proc is not available."""
+    try:
+        return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[19]
+    except (OSError, IndexError):
+        return ""
+
+
 def _owner() -> str:
-    return f"{socket.gethostname()}:{os.getpid()}"
+    return f"{socket.gethostname()}:{os.getpid()}:{_start_time(os.getpid())}"
 
 
 def _alive(owner: str, claimed: float, stale_after_s: float) -> bool:
     """A claim is live while its process runs (same host) or, elsewhere, until it is `stale_after_s` old."""
-    host, _, pid = owner.rpartition(":")
+    host, _, rest = owner.partition(":")
+    pid, _, started = rest.partition(":")
     if host == socket.gethostname() and pid.isdigit():
         try:
             os.kill(int(pid), 0)
         except ProcessLookupError:
             return False
         except PermissionError:
-            return True
-        return True
+            pass
+        return not started or _start_time(int(pid)) in ("", started)
     return time.time() - claimed < stale_after_s
 
 

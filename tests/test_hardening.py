@@ -1,0 +1,354 @@
+"""Hardening: fuzzed experiment files, kills at random moments, two runs on one folder, Ctrl-C, a store
+that cannot be written, diverging trials, and reports of missing or partial results."""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import random
+import re
+import signal
+import sqlite3
+import sys
+import time
+from pathlib import Path
+
+import pytest
+from hypothesis import HealthCheck, example, given, settings
+from hypothesis import strategies as st
+
+from mnistbench import api
+from mnistbench.errors import ConfigError, MnistbenchError, StoreError
+from mnistbench.experiments import Experiment, parse_experiment
+
+from .test_experiments import (assert_one_line_error, cli, expected_ids, integrity, start_cli, stored,
+                               wait_for_trials, write_experiment)
+
+# 9. The experiment-file loader never fails with anything but a ConfigError.
+
+KEYS = ["name", "description", "seeds", "defaults", "config", "grid", "inference", "select", "label", "group",
+        "fields", "vary", "fixed", "model", "optimizer", "lr", "batch_size", "steps", "epochs", "schedule",
+        "optimizer_args", "schedule_args", "momentum", "betas", "target", "eval_on", "val_size", "seed", "config",
+        "group_by", "repeats", "source", "dataset", "precision", "threads", "bogus", ""]
+WORDS = ["compact", "seed-simple", "sgd", "adam", "step", "cosine", "mnist", "idx:/nowhere", "val", "test", "fp32",
+         "bf16", "{lr}", "{model}", "{lr.x}", "{0}", "{lr[0]}", "{lr:d}", "{", "}", "a", "a", "", "ü\x00"]
+scalars = st.one_of(st.sampled_from(WORDS), st.text(max_size=8), st.booleans(),
+                    st.integers(min_value=-2 ** 63, max_value=2 ** 63 - 1), st.floats(),
+                    st.sampled_from([0, 1, 2, -1, 0.0, 1e6, 0.001, 32]))
+values = st.recursive(scalars, lambda inner: st.one_of(
+    st.lists(inner, max_size=4), st.dictionaries(st.sampled_from(KEYS) | st.text(max_size=5), inner, max_size=5)),
+    max_leaves=25)
+documents = st.dictionaries(st.sampled_from(KEYS), values, max_size=8)
+
+
+def toml_value(v) -> str:
+    """A tiny TOML writer (inline tables and arrays), enough to turn any generated value into a file."""
+    if isinstance(v, bool):
+        return "true" if v else "false"
+    if isinstance(v, int):
+        return str(v)
+    if isinstance(v, float):
+        return "nan" if math.isnan(v) else ("inf" if v > 0 else "-inf") if math.isinf(v) else repr(v)
+    if isinstance(v, str):
+        return json.dumps(v)  # a JSON string is a TOML basic string (\uXXXX escapes included)
+    if isinstance(v, list):
+        return "[" + ", ".join(toml_value(x) for x in v) + "]"
+    return "{" + ", ".join(f"{json.dumps(k)} = {toml_value(x)}" for k, x in v.items()) + "}"
+
+
+def assert_loads_or_config_error(text: str) -> None:
+    try:
+        experiment = parse_experiment(text, "fuzz.toml")
+    except ConfigError as exc:
+        assert isinstance(exc, MnistbenchError) and exc.exit_code == 2
+        assert "\n" not in exc.one_line() and exc.message
+    else:
+        assert isinstance(experiment, Experiment)
+        experiment.trials()  # a loaded experiment can always be planned
+
+
+@settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(st.text(max_size=300))
+@example('name = "x"\n' + "a = " + "[" * 600 + "]" * 600)  # nested deeper than tomllib can recurse
+@example('name = "x"\n[[grid]]\nlabel = "{lr.x}"\nvary = { lr = [0.1] }\n')  # attribute of a float
+@example('name = "x"\n[[grid]]\nlabel = "{lr[0]}"\nvary = { lr = [0.1] }\n')  # index of a float
+@example('name = "x"\n[[config]]\nlabel = "a"\nfields = { model = "nope" }\n')
+def test_any_text_loads_or_is_a_config_error(text):
+    assert_loads_or_config_error(text)
+
+
+@settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(documents, st.lists(st.dictionaries(st.sampled_from(KEYS), values, max_size=5), max_size=3),
+       st.lists(st.dictionaries(st.sampled_from(KEYS), values, max_size=5), max_size=2))
+@example({"name": "x", "defaults": {"model": "compact", "steps": 10}}, [{"label": "a", "fields": {"lr": 0.1}}], [])
+def test_any_toml_document_loads_or_is_a_config_error(document, configs, grids):
+    document = {**document}
+    if configs:
+        document["config"] = configs
+    if grids:
+        document["grid"] = grids
+    text = "\n".join(f"{json.dumps(k)} = {toml_value(v)}" for k, v in document.items())
+    assert_loads_or_config_error(text)
+
+
+# 10. Kill -9 at random moments, several times: every trial stored exactly once.
+
+def claims(results: Path) -> list[tuple]:
+    conn = sqlite3.connect(results / "results.sqlite", timeout=30)
+    try:
+        return conn.execute("SELECT spec_id, owner FROM claims").fetchall()
+    finally:
+        conn.close()
+
+
+def owned_by(owner: str, proc) -> bool:
+    """Claims are owned by "host:pid:start-time"."""
+    return owner.split(":")[1] == str(proc.pid)
+
+
+def wait_for_claims(results: Path, proc, timeout: float = 60) -> None:
+    """Until the run has planned and claimed its trials (training is about to start)."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline and proc.poll() is None:
+        try:
+            if any(owned_by(owner, proc) for _, owner in claims(results)):  # not a killed run's
+                return
+        except sqlite3.OperationalError:
+            pass  # the store is being created
+        time.sleep(0.02)
+
+
+def test_random_kills_then_resume_store_every_trial_exactly_once(synthetic_name, tmp_path):
+    rng = random.Random(int(os.environ.get("MNISTBENCH_TEST_SEED", time.time_ns() % 10_000)))
+    path = write_experiment(tmp_path, synthetic_name, steps=30)
+    results = tmp_path / "r"
+    kills = 0
+    for _ in range(3):
+        proc = start_cli("run", path, "--results", results)
+        wait_for_claims(results, proc)
+        time.sleep(rng.uniform(0.0, 1.5))  # training all 6 takes about 3 s
+        proc.send_signal(signal.SIGKILL)
+        proc.communicate()
+        kills += proc.returncode == -signal.SIGKILL
+        if len(stored(results)) == 6:
+            break
+    assert kills >= 1, "every run ended before it could be killed"
+    final = api.run(str(path), results_dir=results)
+    assert final.run_summary.ran == 6 - final.run_summary.skipped and not final.run_summary.held_elsewhere
+    rows = stored(results)
+    assert len(rows) == 6 and {r[1] for r in rows} == expected_ids(path)
+    assert integrity(results) == "ok" and claims(results) == []
+    conn = sqlite3.connect(results / "results.sqlite")
+    orphans = conn.execute("SELECT count(*) FROM curves WHERE spec_id NOT IN (SELECT spec_id FROM trials)").fetchone()
+    conn.close()
+    assert orphans == (0,)  # a killed write left no half-written trial behind
+
+
+# 11. Two runs on one folder at once: no trial runs twice, nothing is corrupted; stale claims are recovered.
+
+LINE = re.compile(r"^\[(\d+)/(\d+)\] (.+) seed (\d+): (\w+)", re.M)
+
+
+def test_two_runs_at_once_never_run_a_trial_twice(synthetic_name, tmp_path):
+    path = write_experiment(tmp_path, synthetic_name)
+    results = tmp_path / "r"
+    procs = [start_cli("run", path, "--results", results) for _ in range(2)]
+    outputs = [p.communicate(timeout=240) for p in procs]
+    for p, (out, err) in zip(procs, outputs):
+        assert p.returncode == 0, err
+    ran = [{(m[2], int(m[3])) for m in LINE.findall(out)} for out, _ in outputs]
+    assert not ran[0] & ran[1], "a trial ran in both processes"
+    assert len(ran[0] | ran[1]) == 6
+    rows = stored(results)
+    assert {(r[2], r[3]) for r in rows} == ran[0] | ran[1] and len(rows) == 6
+    assert integrity(results) == "ok" and claims(results) == []
+
+
+def test_claims_of_a_killed_run_are_recovered(synthetic_name, tmp_path):
+    path = write_experiment(tmp_path, synthetic_name, steps=30)
+    results = tmp_path / "r"
+    proc = start_cli("run", path, "--results", results)
+    try:
+        wait_for_trials(results, 1, proc)
+    finally:
+        proc.send_signal(signal.SIGKILL)
+        proc.communicate()
+    kept = stored(results)
+    left = claims(results)
+    assert left and all(owned_by(owner, proc) for _, owner in left)  # the dead run still holds them
+    again = api.run(str(path), results_dir=results)
+    assert again.run_summary.held_elsewhere == 0 and again.run_summary.ran == 6 - len(kept)
+    assert len(stored(results)) == 6 and claims(results) == [] and set(kept) <= set(stored(results))
+
+
+# 12. Ctrl-C: exit 130, a message on how to resume, finished trials kept.
+
+def test_ctrl_c_keeps_finished_trials_and_says_how_to_resume(synthetic_name, tmp_path):
+    path = write_experiment(tmp_path, synthetic_name, steps=30)
+    results = tmp_path / "r"
+    # As a terminal's Ctrl-C: SIGINT must not be inherited as ignored (as in a background job).
+    proc = start_cli("run", path, "--results", results,
+                     preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
+    try:
+        wait_for_trials(results, 1, proc)
+    finally:
+        proc.send_signal(signal.SIGINT)
+        out, err = proc.communicate(timeout=60)
+    assert proc.returncode == 130, err
+    assert "Traceback" not in err and "run the same command again to resume" in err
+    kept = stored(results)
+    assert 1 <= len(kept) < 6 and claims(results) == []  # claims released at once for others
+    again = api.run(str(path), results_dir=results)
+    assert again.run_summary.skipped == len(kept) and again.run_summary.ran == 6 - len(kept)
+    assert len(stored(results)) == 6 and set(kept) <= set(stored(results))
+
+
+# 13. A store that cannot be written, a full disk: one line, nothing stored is lost.
+
+def test_unwritable_results_folder_is_one_line_and_loses_nothing(synthetic_name, tmp_path):
+    path = write_experiment(tmp_path, synthetic_name, configs=1, seeds=1, steps=10)
+    results = tmp_path / "r"
+    api.run(str(path), results_dir=results)
+    before = stored(results)
+
+    a_file = tmp_path / "not-a-folder"
+    a_file.write_text("precious")
+    with pytest.raises(StoreError, match="cannot create the results folder"):
+        api.run(str(path), seeds=2, results_dir=a_file)
+    assert a_file.read_text() == "precious"
+
+    if os.geteuid() == 0:  # root writes through chmod: forbid the files SQLite must create instead
+        blocker = results / "results.sqlite-wal"
+        blocker.mkdir()
+        undo = blocker.rmdir
+    else:
+        results.chmod(0o555)
+        undo = lambda: results.chmod(0o755)  # noqa: E731
+    try:
+        proc = cli("run", path, "--results", results, "--seeds", 2)
+    finally:
+        undo()
+    assert_one_line_error(proc, "cannot open the results store", str(results), code=1)
+    assert stored(results) == before and integrity(results) == "ok"
+
+
+FULL_DISK = """
+import sqlite3, sys
+from mnistbench.cli import main
+from mnistbench.store import ResultStore
+
+real_write, inserts = ResultStore._write, []
+
+def full_after_one_trial(self, statements):
+    if any("INTO trials" in sql for sql, _ in statements):
+        inserts.append(1)
+        if len(inserts) > 1:
+            with self._transaction():  # fails inside a real transaction, as SQLite does
+                raise sqlite3.OperationalError("database or disk is full")
+    return real_write(self, statements)
+
+ResultStore._write = full_after_one_trial
+sys.argv = ["mnistbench", *sys.argv[1:]]
+main()
+"""
+
+
+def test_full_disk_is_one_line_and_loses_nothing(synthetic_name, tmp_path):
+    path = write_experiment(tmp_path, synthetic_name, configs=2, seeds=2, steps=10)
+    results = tmp_path / "r"
+    import subprocess
+
+    proc = subprocess.run([sys.executable, "-c", FULL_DISK, "run", str(path), "--results", str(results)],
+                          capture_output=True, text=True, timeout=240)
+    assert_one_line_error(proc, "cannot write to", "database or disk is full", "stored results are intact", code=1)
+    rows = stored(results)
+    assert len(rows) == 1 and integrity(results) == "ok" and claims(results) == []
+
+    done = api.run(str(path), results_dir=results)  # space freed: the run resumes where it stopped
+    assert done.run_summary.skipped == 1 and len(stored(results)) == 4 and set(rows) <= set(stored(results))
+
+
+def test_full_disk_through_the_api_raises_a_store_error(synthetic_name, tmp_path, monkeypatch):
+    from mnistbench.store import ResultStore
+
+    path = write_experiment(tmp_path, synthetic_name, configs=1, seeds=2, steps=10)
+    results = tmp_path / "r"
+    api.run(str(path), seeds=1, results_dir=results)
+    before = stored(results)
+    real_write = ResultStore._write
+
+    def full(self, statements):
+        if any("INTO trials" in sql for sql, _ in statements):
+            with self._transaction():
+                raise sqlite3.OperationalError("database or disk is full")
+        return real_write(self, statements)
+
+    monkeypatch.setattr(ResultStore, "_write", full)
+    with pytest.raises(StoreError) as caught:
+        api.run(str(path), results_dir=results)
+    assert "disk is full" in caught.value.one_line() and "\n" not in caught.value.one_line()
+    assert stored(results) == before and integrity(results) == "ok"
+
+
+# 14. A diverging trial is stored as such and the experiment goes on.
+
+def test_diverging_trial_is_stored_and_the_experiment_goes_on(synthetic_name, tmp_path):
+    path = tmp_path / "diverge.toml"
+    path.write_text(f"""name = "diverge"
+[defaults]
+dataset = "{synthetic_name}"
+batch_size = 32
+steps = 10
+eval_every = 5
+eval_batch_size = 100
+threads = 1
+target = 0.5
+
+[[config]]
+label = "blows up"
+fields = {{ model = "seed-simple", optimizer = "sgd", lr = 1e6 }}
+
+[[config]]
+label = "fine"
+fields = {{ model = "compact", optimizer = "adam", lr = 0.003 }}
+""")
+    res = api.run(str(path), results_dir=tmp_path / "r")
+    statuses = {r[2]: r[4] for r in stored(tmp_path / "r")}
+    assert statuses["blows up"] == "diverged" and statuses["fine"] in ("reached", "budget")
+    assert res.run_summary.ran == 2 and not res.run_summary.failed
+    shown = cli("results", "diverge", "--results", tmp_path / "r")
+    assert shown.returncode == 0, shown.stderr
+    assert re.search(r"blows up.*diverged 1", shown.stdout)
+    again = api.run(str(path), results_dir=tmp_path / "r")  # a diverged trial is a result, not retried
+    assert again.run_summary.ran == 0
+
+
+# 15. Reports: no results is one line; partial results are marked as such.
+
+def test_report_without_results_is_one_line(synthetic_name, tmp_path):
+    path = write_experiment(tmp_path, synthetic_name, configs=1, seeds=1, steps=10)
+    api.run(str(path), results_dir=tmp_path / "r")
+    assert_one_line_error(cli("report", "nothing-here", "--results", tmp_path / "r"),
+                          "no results for experiment 'nothing-here'", "mnistbench run nothing-here")
+    assert not (tmp_path / "r" / "nothing-here-report").exists()
+
+
+def test_report_of_an_unfinished_experiment_is_marked_partial(synthetic_name, tmp_path):
+    path = write_experiment(tmp_path, synthetic_name, configs=2, seeds=2, steps=10)
+    results = tmp_path / "r"
+
+    def interrupt_after_the_first(event):
+        if event.output is not None:
+            raise KeyboardInterrupt
+
+    with pytest.raises(KeyboardInterrupt):
+        api.run(str(path), results_dir=results, on_event=interrupt_after_the_first)
+    assert len(stored(results)) == 1 and api.load_results("tiny", results).partial
+    html = api.write_report("tiny", results, tmp_path / "report").html.read_text()
+    assert "Partial results: the experiment has not finished" in html
+
+    api.run(str(path), results_dir=results)
+    assert not api.load_results("tiny", results).partial
+    html = api.write_report("tiny", results, tmp_path / "report2").html.read_text()
+    assert "Partial results" not in html
