@@ -170,7 +170,8 @@ def run_trial(spec: TrialSpec, data: Data | None = None,
             idx = perm[i * spec.batch_size:(i + 1) * spec.batch_size]
             x, y = train.images[idx], train.labels[idx]
             with autocast:
-                loss = loss_fn(forward(x), y)
+                out = forward(x)
+            loss = loss_fn(out.float(), y)  # the loss in fp32 whatever the precision of the logits
             optimizer.zero_grad(set_to_none=True)
             loss.backward()
             optimizer.step()

@@ -1,0 +1,68 @@
+"""The CPU speedrun: training to 99% mean test accuracy on MNIST, as fast as a 2-core CPU allows.
+
+A run = model creation + training + the final test evaluation (what TrialResult.wall_seconds measures).
+Loading the data into normalized tensors is excluded and printed on its own line. Both recipes come from the
+built-in `speedrun` experiment: the record recipe, and the plain port of tuomaso/train_mnist_fast (the GPU
+record's model and optimizer settings with bf16 autocast, channels-last and in-memory tensors) as the
+reference. One untimed warm-up run each (oneDNN builds its kernels on first use), then seeds alternate
+between the two so that drift on a shared machine hits both.
+
+    python benchmarks/speedrun.py --seeds 10
+"""
+
+from __future__ import annotations
+
+import argparse
+import statistics
+import sys
+from pathlib import Path
+
+import torch
+
+sys.path.insert(0, str(Path(__file__).parent))
+from peak import matmul_peak  # noqa: E402
+
+from mnistbench import load, run_trial  # noqa: E402
+from mnistbench.experiments import load_experiment  # noqa: E402
+from mnistbench.models import build_model, flops_per_image  # noqa: E402
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--seeds", type=int, default=10)
+    args = parser.parse_args()
+
+    recipes = dict(load_experiment("speedrun").trials(1))  # label -> spec (seed 0)
+    data = load("mnist")
+    print(f"data: {len(data.train)} + {len(data.test)} images loaded into tensors in {data.load_seconds:.2f} s "
+          f"(excluded from every run)")
+    for label, spec in recipes.items():
+        warm = run_trial(spec.model_copy(update={"seed": 10_000}), data)
+        print(f"warm-up {label}: {warm.wall_seconds:.2f} s (excluded)")
+
+    runs: dict[str, list] = {label: [] for label in recipes}
+    for seed in range(args.seeds):
+        for label, spec in recipes.items():
+            r = run_trial(spec.model_copy(update={"seed": seed}), data)
+            runs[label].append(r)
+            print(f"seed {seed:2d}  {label:32s} {r.wall_seconds:6.3f} s  test accuracy {r.final_accuracy:.4f}",
+                  flush=True)
+
+    peak = matmul_peak(torch.bfloat16)
+    print(f"\n{args.seeds} seeds, {torch.get_num_threads()} threads, bf16 matmul peak measured: "
+          f"{peak / 1e9:.0f} GFLOP/s")
+    print(f"{'recipe':32s} {'mean s':>7s} {'min':>6s} {'max':>6s} {'mean acc':>9s} {'>= 99%':>7s} {'% of peak':>9s}")
+    for label, results in runs.items():
+        spec = results[0].spec
+        times = [r.wall_seconds for r in results]
+        accs = [r.final_accuracy for r in results]
+        train_flops = 3 * flops_per_image(build_model(spec.model)) * results[0].steps * spec.batch_size
+        share = statistics.fmean(train_flops / r.train_seconds for r in results) / peak
+        print(f"{label:32s} {statistics.fmean(times):7.3f} {min(times):6.3f} {max(times):6.3f} "
+              f"{statistics.fmean(accs):9.2%} {sum(a >= 0.99 for a in accs):4d}/{len(accs):<2d} {share:9.1%}")
+    best, ref = (statistics.fmean(r.wall_seconds for r in v) for v in runs.values())
+    print(f"speed-up over the plain port: {ref / best:.2f}x")
+
+
+if __name__ == "__main__":
+    main()
