@@ -278,15 +278,21 @@ def test_more_seeds_run_only_the_new_ones(synthetic_name, tmp_path):
 
 # 4. kill -9 mid-run, then resume: every trial exactly once, the file intact.
 
-def test_sigkill_then_resume_stores_every_trial_once(synthetic_name, tmp_path):
-    path = write_experiment(tmp_path, synthetic_name, steps=30)
-    results = tmp_path / "r"
+def kill_after_first_trial(path: Path, results: Path):
+    """Start `mnistbench run`, SIGKILL it once a trial is stored; returns the dead process."""
     proc = start_cli("run", path, "--results", results)
     try:
         wait_for_trials(results, 1, proc)
     finally:
         proc.send_signal(signal.SIGKILL)
         proc.communicate()
+    return proc
+
+
+def test_sigkill_then_resume_stores_every_trial_once(synthetic_name, tmp_path):
+    path = write_experiment(tmp_path, synthetic_name, steps=30)
+    results = tmp_path / "r"
+    proc = kill_after_first_trial(path, results)
     assert proc.returncode == -signal.SIGKILL
     partial = len(stored(results))
     assert 1 <= partial < 6, "kill came too late to test anything"
