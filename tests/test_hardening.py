@@ -22,7 +22,7 @@ from mnistbench import api
 from mnistbench.errors import ConfigError, MnistbenchError, StoreError
 from mnistbench.experiments import Experiment, parse_experiment
 
-from .test_experiments import (assert_one_line_error, cli, expected_ids, integrity, kill_after_first_trial, start_cli, stored,
+from .test_experiments import (assert_one_line_error, cli, expected_ids, integrity, start_cli, stored,
                                wait_for_trials, write_experiment)
 
 # 9. The experiment-file loader never fails with anything but a ConfigError.
@@ -168,7 +168,13 @@ def test_two_runs_at_once_never_run_a_trial_twice(synthetic_name, tmp_path):
 def test_claims_of_a_killed_run_are_recovered(synthetic_name, tmp_path):
     path = write_experiment(tmp_path, synthetic_name, steps=30)
     results = tmp_path / "r"
-    proc = kill_after_first_trial(path, results)
+    proc = start_cli("run", path, "--results", results)
+    try:
+        wait_for_trials(results, 1, proc)
+        wait_for_claims(results, proc)  # trials are claimed one at a time: killed while training the next
+    finally:
+        proc.send_signal(signal.SIGKILL)
+        proc.communicate()
     kept = stored(results)
     left = claims(results)
     assert left and all(owned_by(owner, proc) for _, owner in left)  # the dead run still holds them
