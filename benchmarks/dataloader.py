@@ -2,7 +2,8 @@
 
 (a) the notebook's way: a torchvision-style Dataset that turns each image into a PIL image, then a
     normalized tensor (ToTensor + Normalize), through a DataLoader (batch 128, shuffle, num_workers=0);
-(b) mnistbench's run_trial: tensors normalized once, in memory, a fresh permutation each epoch.
+(b) mnistbench's run_trial: tensors normalized once, in memory, a fresh permutation each epoch;
+(c) the same with channels-last memory layout (still fp32; oneDNN's pooling and convolutions prefer it).
 
 Both train seed-simple with SGD (lr 0.01, momentum 0.9) in fp32 for the same number of steps; only the
 training steps are timed (no evaluation on either side). Rounds alternate (a) and (b) so drift on a shared
@@ -71,9 +72,9 @@ def notebook_way(dataset: Dataset, steps: int, seed: int) -> float:
     return time.perf_counter() - start
 
 
-def mnistbench_way(data, steps: int, seed: int) -> float:
+def mnistbench_way(data, steps: int, seed: int, channels_last: bool = False) -> float:
     spec = make_spec(model="seed-simple", optimizer="sgd", lr=0.01, optimizer_args={"momentum": 0.9},
-                     batch_size=128, steps=steps, eval_every=0, seed=seed)
+                     batch_size=128, steps=steps, eval_every=0, seed=seed, channels_last=channels_last)
     return run_trial(spec, data).train_seconds
 
 
@@ -90,22 +91,25 @@ def main() -> None:
     dataset = NotebookMNIST(*read_pair(paths["train-images-idx3-ubyte"], paths["train-labels-idx1-ubyte"]))
     data = load("mnist")
     images = args.steps * 128
-    notebook, ours = [], []
+    ways = {"notebook": lambda seed: notebook_way(dataset, args.steps, seed),
+            "mnistbench": lambda seed: mnistbench_way(data, args.steps, seed),
+            "mnistbench channels-last": lambda seed: mnistbench_way(data, args.steps, seed, channels_last=True)}
+    speeds: dict[str, list[float]] = {name: [] for name in ways}
     for r in range(args.rounds):
-        notebook.append(images / notebook_way(dataset, args.steps, r))
-        ours.append(images / mnistbench_way(data, args.steps, r))
-        print(f"round {r + 1}: notebook {notebook[-1]:7.0f} img/s   mnistbench {ours[-1]:7.0f} img/s   "
-              f"ratio {ours[-1] / notebook[-1]:.2f}x", flush=True)
+        for name, way in ways.items():
+            speeds[name].append(images / way(r))
+        print(f"round {r + 1}: " + "   ".join(f"{name} {v[-1]:6.0f} img/s" for name, v in speeds.items()), flush=True)
 
     peak = matmul_peak(torch.float32)
     train_flops = 3 * flops_per_image(build_model("seed-simple"))  # forward + backward (inputs, weights)
-    a, b = statistics.median(notebook), statistics.median(ours)
+    base = statistics.median(speeds["notebook"])
     print(f"\nseed-simple, SGD lr 0.01 momentum 0.9, batch 128, fp32, {args.steps} steps x {args.rounds} rounds, "
-          f"{torch.get_num_threads()} threads")
-    print(f"{'':12s} {'images/s':>10s} {'share of fp32 matmul peak':>27s}")
-    for name, v in (("notebook", a), ("mnistbench", b)):
-        print(f"{name:12s} {v:10.0f} {v * train_flops / peak:26.1%}")
-    print(f"ratio (median over rounds): {b / a:.2f}x   (fp32 matmul peak measured: {peak / 1e9:.0f} GFLOP/s)")
+          f"{torch.get_num_threads()} threads; medians over rounds")
+    print(f"{'':26s} {'images/s':>9s} {'vs notebook':>12s} {'share of fp32 matmul peak':>27s}")
+    for name, v in speeds.items():
+        m = statistics.median(v)
+        print(f"{name:26s} {m:9.0f} {m / base:11.2f}x {m * train_flops / peak:26.1%}")
+    print(f"(fp32 matmul peak measured: {peak / 1e9:.0f} GFLOP/s)")
 
 
 if __name__ == "__main__":
