@@ -48,8 +48,9 @@ def main() -> None:
             print(f"seed {seed:2d}  {label:32s} {r.wall_seconds:6.3f} s  test accuracy {r.final_accuracy:.4f}",
                   flush=True)
 
-    peak = matmul_peak(torch.bfloat16)
-    print(f"\n{args.seeds} seeds, {torch.get_num_threads()} threads, bf16 matmul peak measured: "
+    device = next(iter(runs.values()))[0].device
+    peak = matmul_peak(torch.bfloat16, device)
+    print(f"\n{args.seeds} seeds on {device}, {torch.get_num_threads()} CPU threads, bf16 matmul peak measured: "
           f"{peak / 1e9:.0f} GFLOP/s")
     print(f"{'recipe':32s} {'mean s':>7s} {'min':>6s} {'max':>6s} {'mean acc':>9s} {'>= 99%':>7s} {'% of peak':>9s}")
     for label, results in runs.items():
