@@ -60,6 +60,7 @@ class Results:
     summaries: list[ConfigSummary]
     inference: list[tuple[str, InferenceResult]]
     planned: int  # trials the experiment defines (phase one, stored seeds), to tell a partial result
+    run_summary: RunSummary | None = None  # what the `run` that returned these results did
 
     @property
     def rows(self) -> list[SummaryRow]:
