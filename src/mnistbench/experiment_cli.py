@@ -37,13 +37,6 @@ def print_results(results) -> None:
                               f"{i.ms_per_image:.4f}", f"{i.images_per_second:,.0f}") for label, i in results.inference]))
 
 
-def _estimate(experiment, trials) -> list[float]:
-    """Seconds per trial, from three measured training steps per distinct model/batch/precision."""
-    from .estimate import estimate_seconds
-
-    return estimate_seconds([spec for _, spec in trials])
-
-
 def run(
     experiment: str = typer.Argument(..., help="a built-in name (`mnistbench list experiments`) or a TOML file"),
     seeds: Optional[int] = typer.Option(None, help="seeds per configuration (default: the file's)"),
@@ -55,18 +48,16 @@ def run(
     address: Optional[str] = typer.Option(None, help="address of an existing Ray cluster"),
 ):
     """Run an experiment, resuming: trials already stored are skipped."""
-    from .experiments import load_experiment
-
-    exp = load_experiment(experiment)
-    _run(exp, exp.trials(seeds), seeds, results_dir, dry_run, rerun, executor, workers, address)
-
-
-def _run(exp, trials, seeds, results_dir, dry_run, rerun, executor, workers, address) -> None:
     from . import api
+    from .experiments import load_experiment
     from .progress import TrialBar, live_bars
 
+    exp = load_experiment(experiment)
+    trials = exp.trials(seeds)
     if dry_run:
-        estimates = _estimate(exp, trials)
+        from .estimate import estimate_seconds  # three measured steps per distinct model/batch/precision
+
+        estimates = estimate_seconds([spec for _, spec in trials])
         console.print(table(f"{exp.name}: {len(trials)} trials" + (" (phase one; the best are then rerun with "
                                                                    "every seed)" if exp.select else ""),
                             ["#", "configuration", "seed", "model", "optimizer", "lr", "schedule", "batch",

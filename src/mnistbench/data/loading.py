@@ -51,7 +51,7 @@ class Data:
 _MEMO: dict[tuple, tuple] = {}
 
 
-def _raw(name: str, data_dir) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray, str, tuple]:
+def _raw(name: str, data_dir) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray, str]:
     """Decoded uint8 arrays, memoized per process: a second load in the same process is nearly free."""
     result = fetch(name, data_dir)
     paths = find_in_folder(result.folder)
