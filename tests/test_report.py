@@ -10,10 +10,11 @@ from pathlib import Path
 
 import pytest
 
-from mnistbench.analysis import compare, summarize
+from mnistbench.analysis import ThroughputRow, compare, summarize
+from mnistbench.api import Results
 from mnistbench.questions import batch_studies, conclusions, questions
 from mnistbench.errors import ResultsMissing
-from mnistbench.plots import ThroughputRow
+from mnistbench.inference import InferenceResult
 from mnistbench.report import write_report
 from mnistbench.result import CurvePoint, EpochPoint, TrialResult
 from mnistbench.spec import TrialSpec
@@ -75,6 +76,20 @@ def test_summary_numbers_by_hand():
     assert s.epochs_to_target.mean == pytest.approx(0.75)
     assert s.status_counts == {"reached": 2, "budget": 1}
     assert s.label == "seed-simple · SGD lr 0.01 · batch 128"
+
+
+def test_throughput_is_averaged_per_configuration_and_batch_size():
+    def measured(batch_size: int, pass_s: float) -> InferenceResult:
+        return InferenceResult(batch_size, 2, 1000, [pass_s, pass_s], "cpu", "fp32")
+
+    seeds = [("bn", measured(100, 0.5)), ("bn", measured(100, 0.25)), ("bn", measured(1, 2.0)), ("plain", measured(100, 1.0))]
+    rows = {(r.label, r.batch_size): r for r in Results("x", [], seeds, 0).throughput}
+    assert set(rows) == {("bn", 100), ("bn", 1), ("plain", 100)}  # batch sizes are never mixed
+    bn = rows["bn", 100]
+    assert (bn.seeds, bn.images_per_second) == (2, 3000.0)  # mean of 2,000 and 4,000 images/s
+    assert bn.images_per_second_std == pytest.approx(math.sqrt(2) * 1000)
+    assert bn.images_per_second_text == "3,000 ± 1,414"
+    assert rows["plain", 100].images_per_second_text == "1,000"  # one model: no spread
 
 
 def test_labels_diverged_runs_and_grouping():

@@ -116,6 +116,24 @@ def describe_stat(s: Stat, metric: str | Metric, spread: str = "std") -> str:
     return m.fmt(s.mean, getattr(s, spread))
 
 
+@dataclass(frozen=True)
+class ThroughputRow:
+    """Inference throughput of one configuration at one batch size, averaged over its seeds."""
+
+    label: str
+    batch_size: int
+    images_per_second: float
+    ms_per_image: float
+    seeds: int = 1  # trained models measured
+    images_per_second_std: float | None = None  # over those models; None for one
+
+    @property
+    def images_per_second_text(self) -> str:
+        """'902,338 ± 3,597' over several models, '902,338' for one."""
+        spread = "" if self.images_per_second_std is None else f" ± {self.images_per_second_std:,.0f}"
+        return f"{self.images_per_second:,.0f}{spread}"
+
+
 @dataclass
 class ConfigSummary:
     """One configuration (a spec without its seed) over all its seeds."""

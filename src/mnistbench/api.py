@@ -7,9 +7,10 @@ import io
 import json
 from dataclasses import asdict, dataclass
 from pathlib import Path
+from statistics import fmean, stdev
 from typing import Callable
 
-from .analysis import ConfigSummary, summarize
+from .analysis import ConfigSummary, ThroughputRow, summarize
 from .errors import ResultsMissing
 from .executors import EXECUTORS
 from .experiments import Experiment, load_experiment
@@ -65,6 +66,16 @@ class Results:
     @property
     def rows(self) -> list[SummaryRow]:
         return [_row(s) for s in self.summaries]
+
+    @property
+    def throughput(self) -> list[ThroughputRow]:
+        """Inference per configuration and batch size: mean (and std) over the seeds' trained models."""
+        groups: dict[tuple[str, int], list[InferenceResult]] = {}
+        for label, inf in self.inference:
+            groups.setdefault((label, inf.batch_size), []).append(inf)
+        return [ThroughputRow(label, bs, fmean(i.images_per_second for i in infs), fmean(i.ms_per_image for i in infs),
+                              len(infs), stdev(i.images_per_second for i in infs) if len(infs) > 1 else None)
+                for (label, bs), infs in groups.items()]
 
     @property
     def trials(self):
@@ -136,16 +147,8 @@ def run(experiment: str | Experiment, seeds: int | None = None, results_dir: Pat
 
 def write_report(experiment: str, results_dir: Path | str = DEFAULT_RESULTS, out: Path | str | None = None):
     """Report of the stored results of `experiment` into `out` (default: RESULTS/EXPERIMENT-report)."""
-    from statistics import fmean
-
-    from .plots import ThroughputRow
     from .report import write_report as render
 
     res = load_results(experiment, results_dir)
-    by_label: dict[str, list[InferenceResult]] = {}
-    for label, inf in res.inference:
-        by_label.setdefault(label, []).append(inf)
-    throughput = [ThroughputRow(label, infs[0].batch_size, fmean(i.images_per_second for i in infs),
-                                fmean(i.ms_per_image for i in infs)) for label, infs in by_label.items()]
     out = Path(out) if out else Path(results_dir) / f"{experiment}-report"
-    return render(experiment, res.trials, out, {s.key: s.label for s in res.summaries}, throughput, res.partial)
+    return render(experiment, res.trials, out, {s.key: s.label for s in res.summaries}, res.throughput, res.partial)

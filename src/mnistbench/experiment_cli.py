@@ -31,10 +31,10 @@ def print_results(results) -> None:
     console.print(table(title, ["Configuration", "Optimizer", "BatchNorm", "LR schedule", "Batch", "Test accuracy",
                                 f"Time to {target:.0%}", "Epochs to target", "Reached", "Status"], rows))
     if results.inference:
-        console.print(table("inference (test set)", ["Configuration", "Batch", "Passes", "s / pass", "ms / image",
-                                                     "images / s"],
-                            [(label, i.batch_size, i.repeats, _fmt(i.mean_s, i.std_s, digits=3),
-                              f"{i.ms_per_image:.4f}", f"{i.images_per_second:,.0f}") for label, i in results.inference]))
+        console.print(table("inference (test set): mean ± std over the trained models",
+                            ["Configuration", "Batch", "Models", "images / s", "ms / image"],
+                            [(r.label, r.batch_size, r.seeds, r.images_per_second_text, f"{r.ms_per_image:.4f}")
+                             for r in results.throughput]))
 
 
 def run(

@@ -12,7 +12,7 @@ import numpy as np
 from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
 
-from .analysis import ConfigSummary, target_text
+from .analysis import ConfigSummary, ThroughputRow, target_text
 from .questions import BatchStudy
 from .result import TrialResult
 
@@ -21,16 +21,6 @@ DPI = 130
 BAND = "shaded: min–max over seeds; dotted: runs that diverged or failed, on their own"
 BROKEN = ("diverged", "failed")
 Series = tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]  # x, mean, min, max
-
-
-@dataclass(frozen=True)
-class ThroughputRow:
-    """One inference measurement, as the experiment layer hands it to the report."""
-
-    label: str
-    batch_size: int
-    images_per_second: float
-    ms_per_image: float
 
 
 @dataclass(frozen=True)

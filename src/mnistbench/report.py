@@ -12,10 +12,11 @@ from typing import Any, Sequence
 from jinja2 import Environment, FileSystemLoader
 
 from . import plots
-from .analysis import METRICS, Comparison, ConfigSummary, describe_stat, p_text, summarize, target_text
+from .analysis import (METRICS, Comparison, ConfigSummary, ThroughputRow, describe_stat, p_text, summarize,
+                       target_text)
 from .questions import FACTORS, Question, batch_studies, conclusions, questions
 from .errors import ResultsMissing
-from .plots import FigurePaths, ThroughputRow
+from .plots import FigurePaths
 from .result import TrialResult
 
 TEMPLATES = Path(__file__).parent / "templates"
