@@ -1,0 +1,55 @@
+"""Print the README's reference table from the stored results, so its numbers are never copied by hand.
+
+    python docs/reference/recap.py            # from the repository root, in the project's environment
+
+Columns: the notebook's own (approximate, single-run) accuracies, then mean ± std over seeds of each store
+under docs/reference/ (the 2-core CPU and the H200), as `mnistbench results` computes them.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from mnistbench.analysis import ConfigSummary, describe_stat
+from mnistbench.api import load_results
+
+HERE = Path(__file__).parent
+STORES = {"2-core CPU": HERE / "seed-cpu", "H200": HERE / "seed-h200"}
+
+# The notebook's summary table, as it prints it ("~" values; its "SGD + BN" row is never run by its code).
+NOTEBOOK = {
+    "SimpleCNN + SGD": ("Baseline: SimpleCNN + SGD", "~98.5%"),
+    "OptimizedCNN + SGD": ("SGD + BN: OptimizedCNN + SGD", "~99.0%"),
+    "SimpleCNN + Adam": ("Adam: SimpleCNN + Adam", "~99.2%"),
+    "OptimizedCNN + Adam": ("Adam + BN: OptimizedCNN + Adam", "~99.3%"),
+    "OptimizedCNN + Adam + LR Scheduler": ("Adam + BN + LR: + StepLR(3, 0.5), lr 0.002", "~99.4%"),
+}
+
+
+def _cells(s: ConfigSummary | None, with_epochs: bool) -> list[str]:
+    if s is None:
+        return ["", "", ""] if with_epochs else ["", ""]
+    cells = [describe_stat(s.accuracy, "accuracy"), describe_stat(s.time_to_target, "time_to_target")]
+    return cells + [f"{s.epochs_to_target.mean:.2f}"] if with_epochs else cells
+
+
+def main() -> None:
+    stores = {name: {s.label: s for s in load_results("seed", path).summaries} for name, path in STORES.items()}
+    first = next(iter(stores.values()))
+    header = ["Configuration", "notebook: test accuracy"]
+    for i, (name, by_label) in enumerate(stores.items()):
+        seeds = max(s.n for s in by_label.values())
+        header += [f"{name} ({seeds} seed{'s' * (seeds > 1)}): accuracy", "time to 97%"]
+        header += ["epochs to 97%"] if i == 0 else []
+    print("| " + " | ".join(header) + " |")
+    print("|" + "---|" * len(header))
+    for label, summary in first.items():
+        name, notebook = NOTEBOOK.get(label, (f"{label} ({summary.spec.epochs:g} epochs)", ""))
+        cells = [name, notebook]
+        for i, by_label in enumerate(stores.values()):
+            cells += _cells(by_label.get(label), with_epochs=i == 0)
+        print("| " + " | ".join(cells) + " |")
+
+
+if __name__ == "__main__":
+    main()
