@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from mnistbench.analysis import ThroughputRow, compare, summarize
+from mnistbench.analysis import ThroughputRow, compare, holm, summarize
 from mnistbench.api import Results
 from mnistbench.questions import batch_studies, conclusions, questions
 from mnistbench.errors import ResultsMissing
@@ -124,6 +124,29 @@ def test_equal_distributions_and_too_few_runs():
     assert single.p is None and single.sentence.startswith("A single run each: no test possible")
     never = compare(a, group([None, None], [0.96, 0.96], **SGD), "time_to_target", "A", "B")
     assert never.p is None and "B never reached 97% (0 of 2 runs)" in never.sentence
+
+
+def test_holm_keeps_only_what_survives_the_family():
+    assert holm([0.01, 0.04, 0.03]) == [True, False, False]  # 0.01 < 0.05/3; then 0.03 > 0.05/2 stops
+    assert holm([0.001, 0.02]) == [True, True]
+    assert holm([0.03, 0.6]) == [False, False]  # 0.03 alone would pass, but not as one of two
+    assert holm([]) == []
+
+
+def test_conclusions_do_not_claim_what_fails_the_correction():
+    sgd = group([4.0, 4.4, 4.8], [0.99] * 3, model="seed-simple", **SGD)
+    adam = group([5.0, 5.4, 5.8], [0.99] * 3, model="seed-simple", **ADAM)
+    (q,) = questions(summarize(sgd + adam))
+    time, accuracy = q.comparisons
+    assert time.significant and 0.025 < time.p < 0.05 and not accuracy.significant
+    first, second = conclusions([q], [])
+    assert first == "No comparison stays significant after Holm's correction for the 2 tests in this report."
+    assert second.startswith("Significant alone but not after Holm's correction") and "time to 97% (p = 0.038)" in second
+    # With a clear accuracy gap as well, the smaller p passes at 0.05/2 and lets the time difference through.
+    sgd = group([4.0, 4.4, 4.8], [0.990, 0.991, 0.992], model="seed-simple", **SGD)
+    adam = group([5.0, 5.4, 5.8], [0.985, 0.986, 0.987], model="seed-simple", **ADAM)
+    (q,) = questions(summarize(sgd + adam))
+    assert [c.sentence for c in q.comparisons] == conclusions([q], [])
 
 
 def notebook_results() -> list[TrialResult]:

@@ -206,6 +206,7 @@ class Comparison:
     """Two groups of runs compared on one metric: Welch's t-test, effect sizes, and the sentence."""
 
     metric: str
+    noun: str  # the metric in words: "final test accuracy", "time to 97%"
     a_label: str
     b_label: str
     a: Stat
@@ -222,6 +223,17 @@ class Comparison:
     @property
     def significant(self) -> bool:
         return self.p is not None and self.p < ALPHA
+
+
+def holm(ps: Sequence[float], alpha: float = ALPHA) -> list[bool]:
+    """Holm's step-down test: which of several p-values stay significant when all of them are claimed at once.
+    A report makes a dozen comparisons; at p < 0.05 each, one in twenty null effects would pass by chance."""
+    rejected = [False] * len(ps)
+    for rank, i in enumerate(sorted(range(len(ps)), key=lambda i: ps[i])):
+        if ps[i] >= alpha / (len(ps) - rank):
+            break
+        rejected[i] = True
+    return rejected
 
 
 def p_text(p: float) -> str:
@@ -290,4 +302,5 @@ def compare(a: Sequence[TrialResult], b: Sequence[TrialResult], metric: str = "a
     diff = sa.mean - sb.mean if sa.n and sb.n else None
     target = target_text((list(a) or list(b))[0].spec.target) if (a or b) else "the target"
     sentence = _sentence(m, a_label, sa, len(a), b_label, sb, len(b), p, target)
-    return Comparison(metric, a_label, b_label, sa, sb, len(a), len(b), diff, d, g, t, p, sentence)
+    return Comparison(metric, m.noun.format(target=target), a_label, b_label, sa, sb, len(a), len(b), diff, d, g, t,
+                      p, sentence)

@@ -8,7 +8,8 @@ from dataclasses import dataclass
 from itertools import combinations
 from typing import Callable, Sequence
 
-from .analysis import Comparison, ConfigSummary, compare, derive_label, describe_stat, pct, target_text
+from .analysis import (Comparison, ConfigSummary, compare, derive_label, describe_stat, holm, p_text, pct,
+                       target_text)
 from .models import MODELS
 from .recipes import OPTIMIZERS
 from .spec import TrialSpec
@@ -156,14 +157,24 @@ def batch_studies(summaries: Sequence[ConfigSummary]) -> list[BatchStudy]:
 
 
 def conclusions(qs: Sequence[Question], studies: Sequence[BatchStudy]) -> list[str]:
-    """The sentences of significant comparisons only, or one sentence saying why there are none."""
+    """The sentences of the comparisons that stay significant under Holm's correction for all the tests the
+    report makes, then a word on those significant only on their own; or one sentence saying why there are none."""
     comps = [c for q in qs for c in q.comparisons] + [s.comparison for s in studies if s.comparison]
-    significant = [c.sentence for c in comps if c.significant]
-    if significant:
-        return significant
+    tested = [c for c in comps if c.p is not None]
     if not comps:
         return ["No two configurations differ in a single factor, so nothing was compared."]
-    if all(c.p is None for c in comps):
+    if not tested:
         return ["No test was possible: run at least two seeds per configuration."]
-    return ["No difference was detected in any comparison (p ≥ 0.05 everywhere): "
-            "the data does not support ranking these configurations."]
+    kept = holm([c.p for c in tested])
+    out = [c.sentence for c, k in zip(tested, kept) if k]
+    alone = [c for c, k in zip(tested, kept) if c.significant and not k]
+    family = f"Holm's correction for the {len(tested)} tests in this report"
+    if alone:
+        names = "; ".join(f"{c.a_label} vs {c.b_label} on {c.noun} ({p_text(c.p)})" for c in alone)
+        out.append(f"Significant alone but not after {family}, so not claimed: {names}.")
+    if not any(kept) and not alone:
+        out.append("No difference was detected in any comparison (p ≥ 0.05 everywhere): "
+                   "the data does not support ranking these configurations.")
+    elif not any(kept):
+        out.insert(0, f"No comparison stays significant after {family}.")
+    return out

@@ -114,7 +114,9 @@ def _method(results: Sequence[TrialResult], summaries: list[ConfigSummary]) -> l
         f"Each configuration ran with {' to '.join(str(n) for n in sorted({min(seeds), max(seeds)}))} "
         f"seed{'s' * (max(seeds) > 1)}. Means are given ± the half-width of a 95% Student-t confidence interval; "
         "time and epochs to target are averaged over the seeds that reached the target. Comparisons use Welch's "
-        "t-test (two-sided, significant at p < 0.05); sentences quote mean ± standard deviation.",
+        "t-test (two-sided, significant at p < 0.05); the conclusions claim only the differences that stay "
+        "significant under Holm's correction for all the tests in the report. Sentences quote mean ± standard "
+        "deviation.",
     ]
     compiled = sum(r.compile_seconds for r in results)
     if compiled:
