@@ -133,7 +133,7 @@ def test_holm_keeps_only_what_survives_the_family():
     assert holm([]) == []
 
 
-def test_conclusions_do_not_claim_what_fails_the_correction():
+def test_conclusions_do_not_claim_what_fails_the_correction(tmp_path):
     sgd = group([4.0, 4.4, 4.8], [0.99] * 3, model="seed-simple", **SGD)
     adam = group([5.0, 5.4, 5.8], [0.99] * 3, model="seed-simple", **ADAM)
     (q,) = questions(summarize(sgd + adam))
@@ -142,6 +142,8 @@ def test_conclusions_do_not_claim_what_fails_the_correction():
     first, second = conclusions([q], [])
     assert first == "No comparison stays significant after Holm's correction for the 2 tests in this report."
     assert second.startswith("Significant alone but not after Holm's correction") and "time to 97% (p = 0.038)" in second
+    md = write_report("x", sgd + adam, tmp_path).markdown.read_text()
+    assert "- *significant alone:* " in md and "*significant:*" not in md  # the badge agrees with the claim
     # With a clear accuracy gap as well, the smaller p passes at 0.05/2 and lets the time difference through.
     sgd = group([4.0, 4.4, 4.8], [0.990, 0.991, 0.992], model="seed-simple", **SGD)
     adam = group([5.0, 5.4, 5.8], [0.985, 0.986, 0.987], model="seed-simple", **ADAM)

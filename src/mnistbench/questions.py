@@ -156,25 +156,35 @@ def batch_studies(summaries: Sequence[ConfigSummary]) -> list[BatchStudy]:
     return studies
 
 
+def family(qs: Sequence[Question], studies: Sequence[BatchStudy]) -> list[Comparison]:
+    """Every comparison a report makes: the family Holm's correction is taken over."""
+    return [c for q in qs for c in q.comparisons] + [s.comparison for s in studies if s.comparison]
+
+
+def holm_survivors(comps: Sequence[Comparison]) -> set[Comparison]:
+    tested = [c for c in comps if c.p is not None]
+    return {c for c, kept in zip(tested, holm([c.p for c in tested])) if kept}
+
+
 def conclusions(qs: Sequence[Question], studies: Sequence[BatchStudy]) -> list[str]:
     """The sentences of the comparisons that stay significant under Holm's correction for all the tests the
     report makes, then a word on those significant only on their own; or one sentence saying why there are none."""
-    comps = [c for q in qs for c in q.comparisons] + [s.comparison for s in studies if s.comparison]
+    comps = family(qs, studies)
     tested = [c for c in comps if c.p is not None]
     if not comps:
         return ["No two configurations differ in a single factor, so nothing was compared."]
     if not tested:
         return ["No test was possible: run at least two seeds per configuration."]
-    kept = holm([c.p for c in tested])
-    out = [c.sentence for c, k in zip(tested, kept) if k]
-    alone = [c for c, k in zip(tested, kept) if c.significant and not k]
-    family = f"Holm's correction for the {len(tested)} tests in this report"
+    kept = holm_survivors(tested)
+    out = [c.sentence for c in tested if c in kept]
+    alone = [c for c in tested if c.significant and c not in kept]
+    correction = f"Holm's correction for the {len(tested)} tests in this report"
     if alone:
         names = "; ".join(f"{c.a_label} vs {c.b_label} on {c.noun} ({p_text(c.p)})" for c in alone)
-        out.append(f"Significant alone but not after {family}, so not claimed: {names}.")
-    if not any(kept) and not alone:
+        out.append(f"Significant alone but not after {correction}, so not claimed: {names}.")
+    if not kept and not alone:
         out.append("No difference was detected in any comparison (p ≥ 0.05 everywhere): "
                    "the data does not support ranking these configurations.")
-    elif not any(kept):
-        out.insert(0, f"No comparison stays significant after {family}.")
+    elif not kept:
+        out.insert(0, f"No comparison stays significant after {correction}.")
     return out

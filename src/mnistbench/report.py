@@ -14,7 +14,7 @@ from jinja2 import Environment, FileSystemLoader
 from . import plots
 from .analysis import (METRICS, Comparison, ConfigSummary, ThroughputRow, describe_stat, p_text, summarize,
                        target_text)
-from .questions import FACTORS, Question, batch_studies, conclusions, questions
+from .questions import FACTORS, Question, batch_studies, conclusions, family, holm_survivors, questions
 from .errors import ResultsMissing
 from .plots import FigurePaths
 from .result import TrialResult
@@ -150,8 +150,11 @@ def _grouped(qs: list[Question]) -> list[tuple[str, list[Question]]]:
     return [(f.heading, group) for name, f in FACTORS.items() if (group := [q for q in qs if q.factor == name])]
 
 
-def verdict(c: Comparison) -> str:
-    return "significant" if c.significant else "no test" if c.p is None else "not significant"
+def verdict(c: Comparison, kept: set[Comparison]) -> str:
+    """'significant' only when the difference survives Holm's correction, as the conclusions claim it."""
+    if c in kept:
+        return "significant"
+    return "significant alone" if c.significant else "no test" if c.p is None else "not significant"
 
 
 def effect_text(c: Comparison) -> str:
@@ -184,6 +187,7 @@ def write_report(experiment: str, results: list[TrialResult], out_dir: Path, lab
     out_dir.mkdir(parents=True, exist_ok=True)
     summaries = summarize(results, labels)
     qs, studies = questions(summaries), batch_studies(summaries)
+    kept = holm_survivors(family(qs, studies))
     made = _figures(summaries, qs, studies, list(inference or []), out_dir / "figures")
     target = target_text(results[0].spec.target)
     context = {
@@ -194,7 +198,8 @@ def write_report(experiment: str, results: list[TrialResult], out_dir: Path, lab
         "rows": [_row(s) for s in summaries], "question_groups": _grouped(qs),
         "studies": [(st, [_row(s) for s in st.rows]) for st in studies],
         "figures": [_embed(f, out_dir) for f in made], "inference": list(inference or []),
-        "conclusions": conclusions(qs, studies), "verdict": verdict, "effect": effect_text,
+        "conclusions": conclusions(qs, studies), "effect": effect_text,
+        "verdict": lambda c: verdict(c, kept),
     }
     env = Environment(loader=FileSystemLoader(TEMPLATES), autoescape=lambda name: name.endswith(".html.j2"),
                       trim_blocks=True, lstrip_blocks=True)
