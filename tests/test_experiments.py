@@ -274,6 +274,13 @@ def test_more_seeds_run_only_the_new_ones(synthetic_name, tmp_path):
     assert more.run_summary.ran == 2 and more.run_summary.skipped == 4
     assert {o.result.spec.seed for o in ran} == {2}
     assert {r[1] for r in stored(results)} == expected_ids(path, 3) and len(stored(results)) == 6
+    assert [[r.spec.seed for r in s.results] for s in more.summaries] == [[0, 1, 2]] * 2
+    # The table follows the experiment's order of configurations, not the order trials finished in.
+    head, *configs = path.read_text().split("\n[[config]]")
+    path.write_text(head + "".join("\n[[config]]" + c for c in reversed(configs)))
+    again = api.run(str(path), seeds=3, results_dir=results)
+    assert again.run_summary.ran == 0
+    assert [s.label for s in again.summaries] == [label for label, _ in reversed(RECIPES[:2])]
 
 
 # 4. kill -9 mid-run, then resume: every trial exactly once, the file intact.

@@ -110,20 +110,24 @@ def load_results(experiment: str, results_dir: Path | str = DEFAULT_RESULTS) -> 
             known = ", ".join(store.experiments()) or "none"
             raise ResultsMissing(f"no results for experiment '{experiment}' in {results_dir}",
                                  f"run `mnistbench run {experiment}` first (stored experiments: {known})")
+        definition = store.definition(experiment)
+        exp = Experiment(**{k: v for k, v in definition.items() if k != "seeds_requested"}) if definition else None
+        if exp is not None:  # the experiment's own order, not the order trials happened to finish in
+            order = {c.label: i for i, c in enumerate(exp.configs())}
+            stored.sort(key=lambda s: (order.get(s.label, len(order)), s.result.spec.seed))
         labels = {s.result.spec.config_key(): s.label for s in stored}
         summaries = summarize([s.result for s in stored], labels)
         inference = [(label, InferenceResult.from_dict(d)) for label, d in store.inference(experiment)]
-        return Results(experiment, summaries, inference, _planned(store.definition(experiment), len(stored)))
+        return Results(experiment, summaries, inference, _planned(exp, definition, len(stored)))
     finally:
         store.close()
 
 
-def _planned(definition: dict | None, stored: int) -> int:
+def _planned(exp: Experiment | None, definition: dict | None, stored: int) -> int:
     """How many trials the last run asked for (phase one of a two-phase study counts as its whole)."""
-    if not definition:
+    if exp is None or exp.select:
         return stored
-    exp = Experiment(**{k: v for k, v in definition.items() if k != "seeds_requested"})
-    return stored if exp.select else len(exp.trials(definition.get("seeds_requested")))
+    return len(exp.trials(definition.get("seeds_requested")))
 
 
 def run(experiment: str | Experiment, seeds: int | None = None, results_dir: Path | str = DEFAULT_RESULTS,
