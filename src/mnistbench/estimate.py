@@ -7,33 +7,23 @@ import math
 import torch
 
 from .clock import Stopwatch
+from .data import fetch
+from .data.idx import read_labels
+from .data.sources import find_in_folder
+from .errors import MnistbenchError
 from .models import build_model
 from .recipes import make_optimizer
 from .spec import TrialSpec
 from .trial import EVALS_PER_EPOCH
 
 
-
 def _split_sizes(dataset: str) -> tuple[int, int]:
-    """Training and test image counts, read from the IDX headers only (no decoding); MNIST's if unknown."""
-    import struct
-
-    from .data import fetch
-    from .data.sources import find_in_folder
-    from .errors import MnistbenchError
-
+    """Training and test image counts, from the label files (small); MNIST's when not fetched yet."""
     try:
         paths = find_in_folder(fetch(dataset).folder)
-    except MnistbenchError:  # not fetched yet: an estimate must not fail a dry run
+        return len(read_labels(paths["train-labels-idx1-ubyte"])), len(read_labels(paths["t10k-labels-idx1-ubyte"]))
+    except MnistbenchError:  # an estimate must not fail a dry run
         return 60000, 10000
-
-    def count(path) -> int:
-        from .data.idx import read_bytes
-
-        head = read_bytes(path)[:8] if path.suffix == ".gz" else path.open("rb").read(8)
-        return struct.unpack(">I", head[4:8])[0]
-
-    return count(paths["train-labels-idx1-ubyte"]), count(paths["t10k-labels-idx1-ubyte"])
 
 
 def _step_seconds(spec: TrialSpec, cache: dict) -> float:
