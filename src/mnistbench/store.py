@@ -88,16 +88,29 @@ class ResultStore:
             else:
                 self.folder.mkdir(parents=True, exist_ok=True)
                 self.conn = sqlite3.connect(self.path, timeout=60, isolation_level=None)
-                # WAL: readers never block the writer, and a crash mid-write leaves the last commit intact.
-                self.conn.execute("PRAGMA journal_mode=WAL")
-                self.conn.execute("PRAGMA synchronous=NORMAL")
-                self.conn.executescript(SCHEMA)
+                self._set_up()
         except sqlite3.Error as exc:
             raise StoreError(f"cannot open the results store {self.path} ({exc})",
                              "check the folder is writable and has free space, or pass --results DIR") from None
         except OSError as exc:
             raise StoreError(f"cannot create the results folder {self.folder} ({exc.strerror})",
                              "pass --results DIR with a writable folder") from None
+
+    def _set_up(self, attempts: int = 50) -> None:
+        """WAL mode and the schema. Switching a new file to WAL needs an exclusive lock, and SQLite answers
+        'database is locked' at once, without its busy timeout, while another process sets the same file
+        up: so two runs started together on one folder retry here for a few seconds."""
+        for attempt in range(attempts):
+            try:
+                # WAL: readers never block the writer, and a crash mid-write leaves the last commit intact.
+                self.conn.execute("PRAGMA journal_mode=WAL")
+                self.conn.execute("PRAGMA synchronous=NORMAL")
+                self.conn.executescript(SCHEMA)
+                return
+            except sqlite3.OperationalError as exc:
+                if "locked" not in str(exc) or attempt == attempts - 1:
+                    raise
+                time.sleep(0.1)
 
     def close(self) -> None:
         self.conn.close()
