@@ -31,7 +31,7 @@ from peak import matmul_peak  # noqa: E402
 from mnistbench import load, make_spec, run_trial  # noqa: E402
 from mnistbench.data import fetch, read_pair  # noqa: E402
 from mnistbench.data.sources import find_in_folder  # noqa: E402
-from mnistbench.models import build_model, flops_per_image  # noqa: E402
+from mnistbench.core.models import build_model, flops_per_image  # noqa: E402
 
 
 class NotebookMNIST(Dataset):

@@ -7,7 +7,7 @@ import time
 
 import torch
 
-from mnistbench.clock import synchronize
+from mnistbench.core.clock import synchronize
 
 
 def matmul_peak(dtype: torch.dtype = torch.float32, device: str = "cpu", n: int | None = None,

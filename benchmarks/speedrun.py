@@ -23,8 +23,8 @@ sys.path.insert(0, str(Path(__file__).parent))
 from peak import matmul_peak  # noqa: E402
 
 from mnistbench import load, run_trial  # noqa: E402
-from mnistbench.experiments import load_experiment  # noqa: E402
-from mnistbench.models import build_model, flops_per_image  # noqa: E402
+from mnistbench.run.experiments import load_experiment  # noqa: E402
+from mnistbench.core.models import build_model, flops_per_image  # noqa: E402
 
 
 def main() -> None:

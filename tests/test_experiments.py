@@ -17,7 +17,7 @@ import pytest
 
 from mnistbench import api
 from mnistbench.errors import ConfigError
-from mnistbench.experiments import load_experiment
+from mnistbench.run.experiments import load_experiment
 
 TINY = """name = "{name}"
 seeds = {seeds}
@@ -205,11 +205,11 @@ def test_missing_experiment_file_is_one_line_and_creates_no_results_folder(tmp_p
 
 SEED_DRY_RUN = """
 import sys
-import mnistbench.estimate
+import mnistbench.run.estimate
 
 # The listing is under test here; measuring steps of the seed's big models at batch 512 takes 15 s on 2 cores.
-mnistbench.estimate.estimate_seconds = lambda specs: [60.0] * len(specs)
-from mnistbench.cli import main
+mnistbench.run.estimate.estimate_seconds = lambda specs: [60.0] * len(specs)
+from mnistbench.cli.app import main
 
 sys.argv = ["mnistbench", "run", "seed", "--dry-run", "--results", sys.argv[1]]
 main()

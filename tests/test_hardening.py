@@ -21,8 +21,8 @@ from hypothesis import strategies as st
 
 from mnistbench import api
 from mnistbench.errors import ConfigError, MnistbenchError, StoreError
-from mnistbench.experiments import Experiment, parse_experiment
-from mnistbench.store import ResultStore
+from mnistbench.run.experiments import Experiment, parse_experiment
+from mnistbench.run.store import ResultStore
 
 from .test_experiments import (assert_one_line_error, cli, expected_ids, integrity, start_cli, stored,
                                wait_for_trials, write_experiment)
@@ -255,8 +255,8 @@ def test_unwritable_results_folder_is_one_line_and_loses_nothing(synthetic_name,
 
 FULL_DISK = """
 import sqlite3, sys
-from mnistbench.cli import main
-from mnistbench.store import ResultStore
+from mnistbench.cli.app import main
+from mnistbench.run.store import ResultStore
 
 real_write, inserts = ResultStore._write, []
 
@@ -290,7 +290,7 @@ def test_full_disk_is_one_line_and_loses_nothing(synthetic_name, tmp_path):
 
 
 def test_full_disk_through_the_api_raises_a_store_error(synthetic_name, tmp_path, monkeypatch):
-    from mnistbench.store import ResultStore
+    from mnistbench.run.store import ResultStore
 
     path = write_experiment(tmp_path, synthetic_name, configs=1, seeds=2, steps=10)
     results = tmp_path / "r"

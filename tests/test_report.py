@@ -10,14 +10,14 @@ from pathlib import Path
 
 import pytest
 
-from mnistbench.analysis import ThroughputRow, compare, holm, summarize
+from mnistbench.report.analysis import ThroughputRow, compare, holm, summarize
 from mnistbench.api import Results
-from mnistbench.questions import batch_studies, conclusions, questions
+from mnistbench.report.questions import batch_studies, conclusions, questions
 from mnistbench.errors import ResultsMissing
-from mnistbench.inference import InferenceResult
-from mnistbench.report import write_report
-from mnistbench.result import CurvePoint, EpochPoint, TrialResult
-from mnistbench.spec import TrialSpec
+from mnistbench.core.inference import InferenceResult
+from mnistbench.report.render import write_report
+from mnistbench.core.result import CurvePoint, EpochPoint, TrialResult
+from mnistbench.core.spec import TrialSpec
 
 CHROMIUM = Path("/usr/bin/chromium")
 ENV = {"cpu": "Test CPU 3000", "logical_cores": 2, "usable_cores": 2, "torch_threads": 2, "torch": "2.13.0",

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from mnistbench.analysis import ConfigSummary, describe_stat
+from mnistbench.report.analysis import ConfigSummary, describe_stat
 from mnistbench.api import load_results
 
 HERE = Path(__file__).parent

@@ -14,8 +14,8 @@ __version__ = "0.1.0"
 
 # Names resolve on first use, so `mnistbench --help` or `data fetch` don't wait for torch to import.
 _API = {
-    "fetch": "data", "load": "data", "TrialResult": "result", "TrialSpec": "spec", "make_spec": "spec",
-    "run_trial": "trial", "run": "api", "load_results": "api", "write_report": "api",
+    "fetch": "data", "load": "data", "TrialResult": "core.result", "TrialSpec": "core.spec", "make_spec": "core.spec",
+    "run_trial": "core.trial", "run": "api", "load_results": "api", "write_report": "api",
 }
 __all__ = [*_API, "__version__"]
 

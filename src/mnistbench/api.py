@@ -10,13 +10,13 @@ from pathlib import Path
 from statistics import fmean, stdev
 from typing import Callable
 
-from .analysis import ConfigSummary, ThroughputRow, summarize
+from .report.analysis import ConfigSummary, ThroughputRow, summarize
 from .errors import ResultsMissing
-from .executors import EXECUTORS
-from .experiments import Experiment, load_experiment
-from .inference import InferenceResult
-from .runner import RunEvent, RunSummary, run_experiment
-from .store import ResultStore
+from .run.executors import EXECUTORS
+from .run.experiments import Experiment, load_experiment
+from .core.inference import InferenceResult
+from .run.runner import RunEvent, RunSummary, run_experiment
+from .run.store import ResultStore
 
 DEFAULT_RESULTS = Path("mnistbench-results")
 
@@ -151,7 +151,7 @@ def run(experiment: str | Experiment, seeds: int | None = None, results_dir: Pat
 
 def write_report(experiment: str, results_dir: Path | str = DEFAULT_RESULTS, out: Path | str | None = None):
     """Report of the stored results of `experiment` into `out` (default: RESULTS/EXPERIMENT-report)."""
-    from .report import write_report as render
+    from .report.render import write_report as render
 
     res = load_results(experiment, results_dir)
     out = Path(out) if out else Path(results_dir) / f"{experiment}-report"

@@ -14,7 +14,7 @@ from matplotlib.figure import Figure
 
 from .analysis import ConfigSummary, ThroughputRow, target_text
 from .questions import BatchStudy
-from .result import TrialResult
+from ..core.result import TrialResult
 
 # Figure + Agg canvas instead of pyplot: no global state, no GUI backend, safe next to a user's notebook.
 DPI = 130

@@ -9,8 +9,8 @@ from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
-from ..errors import ConfigError, MnistbenchError
-from ..spec import TrialSpec, describe_validation_error
+from ...errors import ConfigError, MnistbenchError
+from ...core.spec import TrialSpec, describe_validation_error
 
 
 class _Strict(BaseModel):

@@ -9,7 +9,7 @@ from typing import List, Optional
 import typer
 
 from .console import console, table
-from .errors import ConfigError
+from ..errors import ConfigError
 
 
 def parse_assignments(pairs: list[str], flag: str) -> dict:
@@ -72,10 +72,10 @@ def train(
     save_checkpoint: Optional[Path] = typer.Option(None, help="write the trained model's state_dict"),
 ):
     """Train one model and measure time to target, with evaluation excluded from the clock."""
-    from .data import load
+    from ..data import load
     from .progress import TrialBar, live_bars
-    from .spec import make_spec
-    from .trial import run_trial
+    from ..core.spec import make_spec
+    from ..core.trial import run_trial
 
     optimizer_args = parse_assignments(opt, "--opt")
     optimizer_args.update({k: v for k, v in

@@ -5,12 +5,12 @@ from __future__ import annotations
 from typing import Callable
 
 from .console import console, table
-from .errors import UnknownName
+from ..errors import UnknownName
 
 
 def _datasets():
-    from .data import DATASETS
-    from .data.datasets import cached_names
+    from ..data import DATASETS
+    from ..data.datasets import cached_names
 
     cached = set(cached_names())
     return ["name", "description", "cached"], [
@@ -20,7 +20,7 @@ def _datasets():
 
 
 def _models():
-    from .models import MODELS, count_parameters, flops_per_image
+    from ..core.models import MODELS, count_parameters, flops_per_image
 
     rows = []
     for name, entry in MODELS:
@@ -35,21 +35,21 @@ def _options(entries: dict) -> str:
 
 
 def _optimizers():
-    from .recipes import OPTIMIZERS
+    from ..core.recipes import OPTIMIZERS
 
     return ["name", "description", "options (default)"], [
         (n, e.description, _options(e.defaults)) for n, e in OPTIMIZERS]
 
 
 def _schedules():
-    from .recipes import SCHEDULES
+    from ..core.recipes import SCHEDULES
 
     return ["name", "description", "options (default)", "steps per"], [
         (n, e.description, _options(e.defaults), e.unit) for n, e in SCHEDULES]
 
 
 def _experiments():
-    from .experiments import EXPERIMENTS
+    from ..run.experiments import EXPERIMENTS
 
     return ["name", "description", "trials (1 seed)"], [
         (n, e.description, len(e.load().trials(seeds=1))) for n, e in EXPERIMENTS]

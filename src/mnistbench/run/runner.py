@@ -9,7 +9,7 @@ from typing import Callable, Iterator
 from .executors import Executor
 from .experiments import Experiment
 from .jobs import Job, JobOutput
-from .spec import TrialSpec
+from ..core.spec import TrialSpec
 from .store import ResultStore
 
 

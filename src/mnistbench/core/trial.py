@@ -18,8 +18,8 @@ import torch.nn.functional as F
 from torch import nn
 
 from .clock import Stopwatch, now
-from .data import Data, Split, load
-from .errors import ConfigError
+from ..data import Data, Split, load
+from ..errors import ConfigError
 from .hardware import describe
 from .models import build_model
 from .recipes import Horizon, make_optimizer, make_schedule

@@ -9,12 +9,12 @@ from typing import Callable
 
 import torch
 
-from .data import Data, load
+from ..data import Data, load
 from .experiments import Inference
-from .inference import InferenceResult, measure_inference
-from .result import TrialResult
-from .spec import TrialSpec
-from .trial import Progress, resolve_device, run_trial
+from ..core.inference import InferenceResult, measure_inference
+from ..core.result import TrialResult
+from ..core.spec import TrialSpec
+from ..core.trial import Progress, resolve_device, run_trial
 
 _DATA: dict[tuple[str, int], Data] = {}  # one load per process and dataset: workers reuse it across jobs
 
@@ -42,7 +42,7 @@ def _data(spec: TrialSpec) -> Data:
 
 
 def _failed(spec: TrialSpec, error: str) -> TrialResult:
-    from .hardware import describe
+    from ..core.hardware import describe
 
     return TrialResult(spec=spec, status="failed", final_accuracy=None, final_loss=None, time_to_target_s=None,
                        steps_to_target=None, epochs_to_target=None, steps=0, train_seconds=0.0, eval_seconds=0.0,

@@ -8,7 +8,7 @@ from typing import Iterator
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
 
 from .console import console, interactive
-from .trial import Progress as TrialProgress
+from ..core.trial import Progress as TrialProgress
 
 
 class TrialBar:

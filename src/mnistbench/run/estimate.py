@@ -6,15 +6,15 @@ import math
 
 import torch
 
-from .clock import Stopwatch
-from .data import fetch
-from .data.idx import read_labels
-from .data.sources import find_in_folder
-from .errors import MnistbenchError
-from .models import build_model
-from .recipes import make_optimizer
-from .spec import TrialSpec
-from .trial import EVALS_PER_EPOCH
+from ..core.clock import Stopwatch
+from ..data import fetch
+from ..data.idx import read_labels
+from ..data.sources import find_in_folder
+from ..errors import MnistbenchError
+from ..core.models import build_model
+from ..core.recipes import make_optimizer
+from ..core.spec import TrialSpec
+from ..core.trial import EVALS_PER_EPOCH
 
 
 def _split_sizes(dataset: str) -> tuple[int, int]:

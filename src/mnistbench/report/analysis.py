@@ -10,9 +10,9 @@ from typing import Callable, Sequence
 
 from scipy import stats
 
-from .models import MODELS
-from .result import TrialResult
-from .spec import TrialSpec
+from ..core.models import MODELS
+from ..core.result import TrialResult
+from ..core.spec import TrialSpec
 
 ALPHA = 0.05  # two-sided significance level of every comparison
 OPTIMIZER_NAMES = {"sgd": "SGD", "adam": "Adam", "adamw": "AdamW", "rmsprop": "RMSprop",

@@ -9,10 +9,10 @@ from dataclasses import dataclass
 from multiprocessing import get_context
 from typing import Callable, Iterable, Iterator, Protocol
 
-from .errors import BadInput
+from ..errors import BadInput
 from .jobs import Job, JobOutput, execute
-from .registry import Registry
-from .trial import Progress
+from ..registry import Registry
+from ..core.trial import Progress
 
 
 class Executor(Protocol):

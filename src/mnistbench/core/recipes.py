@@ -10,8 +10,8 @@ from typing import Any, Callable
 import torch
 from torch.optim import lr_scheduler
 
-from .errors import ConfigError
-from .registry import Registry
+from ..errors import ConfigError
+from ..registry import Registry
 
 
 @dataclass(frozen=True)

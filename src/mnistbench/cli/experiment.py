@@ -48,14 +48,14 @@ def run(
     address: Optional[str] = typer.Option(None, help="address of an existing Ray cluster"),
 ):
     """Run an experiment, resuming: trials already stored are skipped."""
-    from . import api
-    from .experiments import load_experiment
+    from .. import api
+    from ..run.experiments import load_experiment
     from .progress import TrialBar, live_bars
 
     exp = load_experiment(experiment)
     trials = exp.trials(seeds)
     if dry_run:
-        from .estimate import estimate_seconds  # three measured steps per distinct model/batch/precision
+        from ..run.estimate import estimate_seconds  # three measured steps per distinct model/batch/precision
 
         estimates = estimate_seconds([spec for _, spec in trials])
         console.print(table(f"{exp.name}: {len(trials)} trials" + (" (phase one; the best are then rerun with "
@@ -108,9 +108,9 @@ def results(
     fmt: str = typer.Option("table", "--format", help="table, csv or json"),
 ):
     """The recap table (mean and spread over seeds), or a CSV / JSON export."""
-    from . import api
-    from .errors import BadInput
-    from .store import ResultStore
+    from .. import api
+    from ..errors import BadInput
+    from ..run.store import ResultStore
 
     if fmt not in ("table", "csv", "json"):
         raise BadInput(f"unknown format '{fmt}'", "use table, csv or json")
@@ -134,7 +134,7 @@ def report(
     out: Optional[Path] = typer.Option(None, help="output folder (default: RESULTS/EXPERIMENT-report)"),
 ):
     """Write report.html (self-contained), report.md and the figures."""
-    from .api import write_report
+    from ..api import write_report
 
     paths = write_report(experiment, results_dir, out)
     console.print(f"report written: {paths.html}")

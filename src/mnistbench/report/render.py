@@ -15,9 +15,9 @@ from . import plots
 from .analysis import (METRICS, Comparison, ConfigSummary, ThroughputRow, describe_stat, p_text, summarize,
                        target_text)
 from .questions import FACTORS, Question, batch_studies, conclusions, family, holm_survivors, questions
-from .errors import ResultsMissing
+from ..errors import ResultsMissing
 from .plots import FigurePaths
-from .result import TrialResult
+from ..core.result import TrialResult
 
 TEMPLATES = Path(__file__).parent / "templates"
 

@@ -10,9 +10,9 @@ from typing import Callable, Sequence
 
 from .analysis import (Comparison, ConfigSummary, compare, derive_label, describe_stat, holm, p_text, pct,
                        target_text)
-from .models import MODELS
-from .recipes import OPTIMIZERS
-from .spec import TrialSpec
+from ..core.models import MODELS
+from ..core.recipes import OPTIMIZERS
+from ..core.spec import TrialSpec
 
 
 def _bn(spec: TrialSpec) -> bool:

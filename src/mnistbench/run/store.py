@@ -14,8 +14,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Iterator
 
-from .errors import StoreError
-from .result import TrialResult
+from ..errors import StoreError
+from ..core.result import TrialResult
 
 DB_NAME = "results.sqlite"
 FINISHED = ("reached", "budget", "diverged")  # "failed" trials are retried on the next run

@@ -10,7 +10,7 @@ import torch
 from torch import nn
 
 from .clock import Stopwatch
-from .data import Split
+from ..data import Split
 
 
 @dataclass

@@ -9,7 +9,7 @@ from typing import Callable
 import torch
 from torch import nn
 
-from .registry import Registry
+from ..registry import Registry
 
 
 class SimpleCNN(nn.Module):

@@ -5,8 +5,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 from pathlib import Path
 
-from ..errors import ConfigError
-from ..registry import Registry
+from ...errors import ConfigError
+from ...registry import Registry
 from .schema import Config, Experiment, Grid, Inference, Select, parse_experiment, read_experiment
 
 HERE = Path(__file__).parent

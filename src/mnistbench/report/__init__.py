@@ -1,0 +1,1 @@
+"""Analysis and report: statistics over seeds, the notebook's questions, figures, HTML / Markdown."""

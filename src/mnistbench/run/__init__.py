@@ -1,0 +1,1 @@
+"""Running: experiments (TOML + built-ins), the runner, executors, jobs, the store and estimates."""
