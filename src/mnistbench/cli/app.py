@@ -14,21 +14,28 @@ from .. import __version__
 from .console import console, err_console, table
 from ..errors import MnistbenchError
 
-app = typer.Typer(no_args_is_help=True, add_completion=False, pretty_exceptions_enable=False,
+# Plain (not Rich) help: Rich's type column squeezes the descriptions in an 80-column terminal.
+_HELP_STYLE = dict(rich_markup_mode=None, context_settings={"max_content_width": 100})
+app = typer.Typer(no_args_is_help=True, add_completion=False, pretty_exceptions_enable=False, **_HELP_STYLE,
                   help="Train small CNNs on MNIST-family data and compare training techniques honestly.")
-data_app = typer.Typer(no_args_is_help=True, help="Get, verify and describe datasets.")
+data_app = typer.Typer(no_args_is_help=True, help="Get, verify and describe datasets.", **_HELP_STYLE)
 app.add_typer(data_app, name="data")
 
 _DEBUG = {"on": False}
 
 
+def _print_version(value: bool) -> None:
+    # Eager, so it answers before the group asks for a command.
+    if value:
+        typer.echo(__version__)
+        raise typer.Exit()
+
+
 @app.callback()
 def _root(debug: bool = typer.Option(False, "--debug", help="Show full tracebacks."),
-          version: bool = typer.Option(False, "--version", help="Print the version and exit.")):
+          version: bool = typer.Option(False, "--version", help="Print the version and exit.", is_eager=True,
+                                       callback=_print_version)):
     _DEBUG["on"] = debug or bool(os.environ.get("MNISTBENCH_DEBUG"))
-    if version:
-        console.print(__version__)
-        raise typer.Exit()
 
 
 DataDir = typer.Option(None, "--data-dir", help="A folder holding the four IDX files (or set MNISTBENCH_DATA).")
@@ -92,38 +99,57 @@ def list_registries(kind: Optional[str] = typer.Argument(None, help="datasets, m
     show(kind, LISTINGS)
 
 
-def main() -> None:
-    """Entry point: MnistbenchError becomes one line (exit 2 for bad input); tracebacks only with --debug."""
+def main(args: list[str] | None = None) -> None:
+    """Entry point: MnistbenchError becomes one line (exit 2 for bad input); usage errors print Typer's usage
+    message (exit 2); Ctrl-C exits 130; tracebacks only with --debug. Always ends in SystemExit."""
     from .train import register as register_train
     from .experiment import register as register_experiments
 
-    register_train(app)
-    register_experiments(app)
+    if not _REGISTERED:
+        register_train(app)
+        register_experiments(app)
+        _REGISTERED.append(True)
+    _DEBUG["on"] = bool(os.environ.get("MNISTBENCH_DEBUG"))
     try:
-        code = app(standalone_mode=False)
-        # Not standalone, click hands Ctrl-C back as a return value of 130 instead of raising it.
+        code = app(args=args, prog_name="mnistbench", standalone_mode=False)
+        # Not standalone, Typer hands Ctrl-C back as a return value of 130 instead of raising it.
         if code == 130:
             raise KeyboardInterrupt
-        if isinstance(code, int) and code:
-            sys.exit(code)
+        sys.exit(code if isinstance(code, int) else 0)
     except MnistbenchError as exc:
         if _DEBUG["on"]:
             raise
         err_console.print(f"[bold red]error:[/bold red] {exc.one_line()}", highlight=False, soft_wrap=True)
         sys.exit(exc.exit_code)
-    except (KeyboardInterrupt, typer.Abort):  # click turns Ctrl-C into Abort
+    except (KeyboardInterrupt, typer.Abort):  # Typer turns Ctrl-C into Abort
         err_console.print("interrupted: finished trials are stored; run the same command again to resume")
         sys.exit(130)
     except typer.Exit as exc:
         sys.exit(exc.exit_code)
-    except Exception as exc:  # the click exceptions (usage errors) print themselves
-        import click
-
-        if isinstance(exc, click.ClickException):
-            exc.show()
-            sys.exit(exc.exit_code)
+    except typer.TyperException as exc:
+        # Typer's own click copy raises these (usage errors, bad parameter values). They are matched through
+        # Typer's public base class: the `click` package is not a dependency and is often not installed.
+        sys.exit(_show_usage_error(exc))
+    except Exception as exc:
         if _DEBUG["on"]:
             raise
         err_console.print(f"[bold red]internal error:[/bold red] {type(exc).__name__}: {exc} "
                           "(rerun with --debug for the traceback and report it)", highlight=False, soft_wrap=True)
         sys.exit(1)
+
+
+_REGISTERED: list[bool] = []
+
+
+def _show_usage_error(exc: typer.TyperException) -> int:
+    """Print a usage error as Typer does; return its exit code. A command given no arguments asked for help."""
+    if type(exc).__name__ == "NoArgsIsHelpError":  # Typer's own test for it, without importing its click copy
+        if exc.message.strip():  # plain help comes back as the message (Rich help is printed when made)
+            typer.echo(exc.message)
+        return 0
+    show = getattr(exc, "show", None)
+    if show is not None:
+        show()
+    else:
+        typer.echo(f"Error: {exc.format_message()}", err=True)
+    return getattr(exc, "exit_code", 2) or 2

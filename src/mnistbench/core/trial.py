@@ -70,13 +70,18 @@ def _prepare(split: Split, device: torch.device, channels_last: bool) -> Split:
     return split
 
 
+def accumulator_dtype(device: torch.device) -> torch.dtype:
+    """float64 for sums over a whole split, except on MPS, which has no float64 (float32 loses ~1e-7 there)."""
+    return torch.float32 if device.type == "mps" else torch.float64
+
+
 @torch.inference_mode()
 def evaluate(model: nn.Module, split: Split, batch_size: int, autocast) -> tuple[float, float]:
     """Accuracy and mean cross-entropy on a whole split, in eval mode (BatchNorm statistics, no dropout)."""
     was_training = model.training
     model.eval()
     correct = torch.zeros((), dtype=torch.long, device=split.labels.device)
-    loss = torch.zeros((), dtype=torch.float64, device=split.labels.device)
+    loss = torch.zeros((), dtype=accumulator_dtype(split.labels.device), device=split.labels.device)
     with autocast:
         for i in range(0, len(split), batch_size):
             out = model(split.images[i:i + batch_size]).float()
