@@ -15,6 +15,8 @@ from .errors import ResultsMissing
 from .run.executors import EXECUTORS
 from .run.experiments import Experiment, load_experiment
 from .core.inference import InferenceResult
+from .core.spec import TrialSpec
+from .data.datasets import Layout
 from .run.runner import RunEvent, RunSummary, run_experiment
 from .run.store import ResultStore
 
@@ -130,11 +132,52 @@ def _planned(exp: Experiment | None, definition: dict | None, stored: int) -> in
     return len(exp.trials(definition.get("seeds_requested")))
 
 
+def stored_experiments(results_dir: Path | str = DEFAULT_RESULTS) -> list[str]:
+    """Names of the experiments with results in `results_dir` (none when the folder has no store)."""
+    store = ResultStore(results_dir, readonly=True)
+    try:
+        return store.experiments()
+    finally:
+        store.close()
+
+
+def check(specs: list[TrialSpec], outputs: list[Path | str | None] = (), fetch_data: bool = True
+          ) -> dict[str, Layout]:
+    """Everything the trials need, checked before the first starts (see run/preflight.py); BadInput if not.
+    Returns each dataset's layout."""
+    from .run.preflight import check_trials
+
+    return check_trials(specs, [Path(o) for o in outputs if o is not None], fetch_data)
+
+
+@dataclass
+class Plan:
+    """What `run` would do: the trials in order, each with an estimated duration on `device`."""
+
+    experiment: Experiment
+    trials: list[tuple[str, TrialSpec]]
+    estimates_s: list[float]
+    device: str
+
+
+def plan(experiment: str | Experiment, seeds: int | None = None) -> Plan:
+    """The trials of an experiment and their estimated time, measured on the device that will run them.
+    Side-effect free: nothing is downloaded, cached or stored."""
+    from .run.estimate import estimate_device, estimate_seconds
+
+    exp = experiment if isinstance(experiment, Experiment) else load_experiment(experiment)
+    trials = exp.trials(seeds)
+    specs = [spec for _, spec in trials]
+    layouts = check(specs, fetch_data=False)
+    return Plan(exp, trials, estimate_seconds(specs, layouts), estimate_device(specs))
+
+
 def run(experiment: str | Experiment, seeds: int | None = None, results_dir: Path | str = DEFAULT_RESULTS,
         executor: str = "local", workers: int = 1, address: str | None = None, rerun: bool = False,
         on_event: Callable[[RunEvent], None] | None = None, progress=None) -> Results:
     """Run (or resume) an experiment and return its results table."""
     exp = experiment if isinstance(experiment, Experiment) else load_experiment(experiment)
+    check([spec for _, spec in exp.trials(seeds)])  # bad input stops here, before a store or a trial
     store = ResultStore(results_dir)
     try:
         backend = EXECUTORS.get(executor).build(workers=workers, address=address, progress=progress)

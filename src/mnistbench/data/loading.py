@@ -10,8 +10,7 @@ import numpy as np
 import torch
 
 from ..errors import ConfigError
-from .datasets import fetch, resolve
-from .idx import read_pair
+from .datasets import fetch, read_splits, resolve
 from .sources import find_in_folder
 
 
@@ -58,9 +57,8 @@ def _raw(name: str, data_dir) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.nd
     key = (name, tuple((str(p), p.stat().st_mtime_ns) for p in paths.values()))
     if key not in _MEMO:
         _MEMO.clear()  # hold one dataset at most; they are 50 MB each
-        train = read_pair(paths["train-images-idx3-ubyte"], paths["train-labels-idx1-ubyte"])
-        test = read_pair(paths["t10k-images-idx3-ubyte"], paths["t10k-labels-idx1-ubyte"])
-        _MEMO[key] = (*train, *test, result.source)
+        splits = read_splits(result.folder)
+        _MEMO[key] = (*splits["train"], *splits["test"], result.source)
     return _MEMO[key]
 
 

@@ -18,12 +18,12 @@ from typing import Callable
 
 from .idx import read_bytes
 
-FILES = (
-    "train-images-idx3-ubyte",
-    "train-labels-idx1-ubyte",
-    "t10k-images-idx3-ubyte",
-    "t10k-labels-idx1-ubyte",
-)
+# The one place that names a dataset's files: split -> (images file, labels file), in the IDX convention.
+SPLIT_FILES = {
+    "train": ("train-images-idx3-ubyte", "train-labels-idx1-ubyte"),
+    "test": ("t10k-images-idx3-ubyte", "t10k-labels-idx1-ubyte"),
+}
+FILES = tuple(name for pair in SPLIT_FILES.values() for name in pair)
 MIRROR_TIMEOUT_S = 5.0
 
 

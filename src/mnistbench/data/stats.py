@@ -6,9 +6,9 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from .datasets import fetch
-from .idx import read_pair
-from .sources import find_in_folder
+from .idx import NUM_CLASSES
+
+from .datasets import fetch, read_splits
 
 
 @dataclass
@@ -30,12 +30,10 @@ class DatasetStats:
 
 def describe_dataset(name: str, data_dir=None) -> DatasetStats:
     result = fetch(name, data_dir)
-    paths = find_in_folder(result.folder)
     splits = []
-    for split, prefix in (("train", "train"), ("test", "t10k")):
-        images, labels = read_pair(paths[f"{prefix}-images-idx3-ubyte"], paths[f"{prefix}-labels-idx1-ubyte"])
+    for split, (images, labels) in read_splits(result.folder).items():
         pixels = images.astype(np.float64) / 255.0
         splits.append(SplitStats(split, len(labels), tuple(images.shape[1:]),
-                                 np.bincount(labels, minlength=10).tolist(), float(pixels.mean()),
+                                 np.bincount(labels, minlength=NUM_CLASSES).tolist(), float(pixels.mean()),
                                  float(pixels.std())))
     return DatasetStats(name, result.source, splits)

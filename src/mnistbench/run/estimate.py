@@ -1,4 +1,7 @@
-"""Estimate how long trials will take from a few measured training steps (for `run --dry-run`)."""
+"""Estimate how long trials will take from a few measured training steps (for `run --dry-run`).
+
+Side-effect free: dataset sizes and image shapes come from `data.layout` (nothing is fetched or cached), and
+the steps are measured on synthetic tensors on the device the trials will run on."""
 
 from __future__ import annotations
 
@@ -7,37 +10,26 @@ import math
 import torch
 
 from ..core.clock import Stopwatch
-from ..data import fetch
-from ..data.idx import read_labels
-from ..data.sources import find_in_folder
-from ..errors import MnistbenchError
 from ..core.models import build_model
 from ..core.recipes import make_optimizer
 from ..core.spec import TrialSpec
-from ..core.trial import EVALS_PER_EPOCH
+from ..core.trial import EVALS_PER_EPOCH, resolve_device
+from ..data.datasets import Layout, layout
 
 
-def _split_sizes(dataset: str) -> tuple[int, int]:
-    """Training and test image counts, from the label files (small); MNIST's when not fetched yet."""
-    try:
-        paths = find_in_folder(fetch(dataset).folder)
-        return len(read_labels(paths["train-labels-idx1-ubyte"])), len(read_labels(paths["t10k-labels-idx1-ubyte"]))
-    except MnistbenchError:  # an estimate must not fail a dry run
-        return 60000, 10000
-
-
-def _step_seconds(spec: TrialSpec, cache: dict) -> float:
-    key = (spec.model, spec.batch_size, spec.precision, spec.channels_last)
+def _step_seconds(spec: TrialSpec, found: Layout, cache: dict) -> float:
+    device = resolve_device(spec.device)
+    key = (spec.model, spec.batch_size, spec.precision, spec.channels_last, found.image_shape, str(device))
     if key not in cache:
         torch.manual_seed(0)
-        model = build_model(spec.model)
-        x = torch.randn(spec.batch_size, 1, 28, 28)
+        model = build_model(spec.model).to(device)
+        x = torch.randn(spec.batch_size, 1, *found.image_shape, device=device)
         if spec.channels_last:
             model, x = model.to(memory_format=torch.channels_last), x.contiguous(memory_format=torch.channels_last)
-        y = torch.randint(0, 10, (spec.batch_size,))
+        y = torch.randint(0, found.num_classes, (spec.batch_size,), device=device)
         opt = make_optimizer("sgd", model.parameters(), 0.01, {})
-        autocast = torch.autocast("cpu", dtype=torch.bfloat16, enabled=spec.precision == "bf16")
-        watch = Stopwatch()
+        autocast = torch.autocast(device.type, dtype=torch.bfloat16, enabled=spec.precision == "bf16")
+        watch = Stopwatch(device)
         for i in range(4):  # the first step allocates: measure the three after it
             if i == 1:
                 watch.start()
@@ -51,20 +43,26 @@ def _step_seconds(spec: TrialSpec, cache: dict) -> float:
     return cache[key]
 
 
-def estimate_seconds(specs: list[TrialSpec]) -> list[float]:
+def estimate_seconds(specs: list[TrialSpec], layouts: dict[str, Layout] | None = None) -> list[float]:
     """Training steps x measured step time, plus evaluations (a forward pass costs about a third of a step)."""
     cache: dict = {}
-    sizes = {name: _split_sizes(name) for name in {s.dataset for s in specs}}
+    layouts = layouts or {}
     out = []
     for spec in specs:
-        n_train, n_test = sizes[spec.dataset]
+        found = layouts.get(spec.dataset) or layouts.setdefault(spec.dataset, layout(spec.dataset))
+        n_train, n_test = found.split_sizes["train"], found.split_sizes["test"]
         n = n_train - spec.val_size
         n_eval = spec.val_size if spec.eval_on == "val" else n_test
         per_epoch = math.ceil(n / spec.batch_size)
         steps = spec.steps or round((spec.epochs or 1) * per_epoch)
-        step_s = _step_seconds(spec, cache)
+        step_s = _step_seconds(spec, found, cache)
         fine = steps // spec.eval_every if spec.eval_every else min(steps, EVALS_PER_EPOCH)
         evals = fine + steps / per_epoch  # the fine cadence until the target, then once per epoch
         eval_s = evals * (n_eval / spec.batch_size) * step_s / 3
         out.append(steps * step_s + eval_s)
     return out
+
+
+def estimate_device(specs: list[TrialSpec]) -> str:
+    """The device(s) the estimate was measured on, as the trials will resolve them here."""
+    return ", ".join(sorted({str(resolve_device(s.device)) for s in specs})) or "cpu"
