@@ -5,12 +5,13 @@ from __future__ import annotations
 
 import os
 from concurrent.futures import FIRST_COMPLETED, ProcessPoolExecutor, wait
+from concurrent.futures.process import BrokenProcessPool
 from dataclasses import dataclass
 from multiprocessing import get_context
 from typing import Callable, Iterable, Iterator, Protocol
 
 from ..errors import BadInput
-from .jobs import Job, JobOutput, execute
+from .jobs import Job, JobOutput, execute, failed_output
 from ..registry import Registry
 from ..core.trial import Progress
 
@@ -45,28 +46,70 @@ def _init_worker(threads: int) -> None:
     torch.set_num_threads(threads)
 
 
+def _death_reason(process) -> str:
+    """Why a worker process ended, in words (its exit code is minus the signal that killed it)."""
+    import signal
+
+    code = getattr(process, "exitcode", None)
+    if code is not None and code < 0:
+        name = signal.Signals(-code).name if -code in signal.Signals._value2member_map_ else f"signal {-code}"
+        why = {"SIGKILL": " (as the OOM killer does when memory runs out)", "SIGSEGV": " (a segmentation fault)"}
+        return f"killed by {name}{why.get(name, '')}"
+    return f"exited with code {code}" if code is not None else "ended abruptly"
+
+
 @dataclass
 class LocalPool:
+    """N worker processes, each its own one-process pool: a worker that dies (OOM killer, segfault) takes down
+    only its own trial, which is stored as failed with the reason, and a fresh worker takes the next trial."""
+
     workers: int
+    target: Callable[[Job], JobOutput] = execute  # what a worker runs per job (a picklable, top-level function)
 
     def run(self, jobs: Iterable[Job]) -> Iterator[JobOutput]:
         threads = max(1, (os.cpu_count() or 1) // self.workers)
-        pool = ProcessPoolExecutor(self.workers, mp_context=get_context("spawn"), initializer=_init_worker,
-                                   initargs=(threads,))
+        new_pool = lambda: ProcessPoolExecutor(1, mp_context=get_context("spawn"), initializer=_init_worker,
+                                               initargs=(threads,))
+        pools = [new_pool() for _ in range(self.workers)]
+        queue = iter(jobs)
+        running: dict = {}  # future -> (slot, job)
+        processes: dict[int, list] = {}  # slot -> its worker process
+
+        def start(slot: int) -> None:
+            job = next(queue, None)  # taken (and so claimed) only when a worker is free for it
+            if job is not None:
+                running[pools[slot].submit(self.target, job)] = (slot, job)
+                # Kept to read its exit code should it die: a broken pool forgets its processes.
+                processes[slot] = list((pools[slot]._processes or {}).values())
+
         try:
-            pending = {pool.submit(execute, job) for job in jobs}
-            while pending:
-                done, pending = wait(pending, return_when=FIRST_COMPLETED)
+            for slot in range(self.workers):
+                start(slot)
+            while running:
+                done, _ = wait(running, return_when=FIRST_COMPLETED)
                 for future in done:
-                    yield future.result()
+                    slot, job = running.pop(future)
+                    try:
+                        output = future.result()
+                    except BrokenProcessPool:
+                        for process in processes[slot]:
+                            process.join(timeout=5)  # its exit code is set once it is reaped
+                        reason = _death_reason(processes[slot][0]) if processes[slot] else "ended abruptly"
+                        output = failed_output(job, f"the worker process running this trial died: {reason}")
+                        pools[slot].shutdown(wait=False)
+                        pools[slot] = new_pool()
+                    yield output
+                    start(slot)
         except BaseException:
             # Interrupted (Ctrl-C, a store error, the caller stopped): trials still running would only be
             # thrown away, and waiting for them would delay the exit by a whole trial, so stop them now.
-            for process in list((pool._processes or {}).values()):
-                process.terminate()
+            for pool in pools:
+                for process in list((pool._processes or {}).values()):
+                    process.terminate()
             raise
         finally:
-            pool.shutdown(wait=False, cancel_futures=True)
+            for pool in pools:
+                pool.shutdown(wait=False, cancel_futures=True)
 
 
 @dataclass
@@ -87,10 +130,15 @@ class RayCluster:
                      configure_logging=False)
         try:
             remote = ray.remote(num_cpus=self.cpus_per_trial)(execute)
-            pending = [remote.remote(job) for job in jobs]
+            pending = {remote.remote(job): job for job in jobs}
             while pending:
-                done, pending = ray.wait(pending, num_returns=1)
-                yield ray.get(done[0])
+                done, _ = ray.wait(list(pending), num_returns=1)
+                job = pending.pop(done[0])
+                try:
+                    yield ray.get(done[0])
+                except ray.exceptions.RayError as exc:  # a worker or node lost: this trial only
+                    yield failed_output(job, f"the Ray worker running this trial was lost: "
+                                             f"{type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else ''}")
         finally:
             if started_here:
                 ray.shutdown()

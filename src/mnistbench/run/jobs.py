@@ -41,6 +41,11 @@ def _data(spec: TrialSpec) -> Data:
     return _DATA[key]
 
 
+def failed_output(job: Job, reason: str) -> JobOutput:
+    """The output of a job that could not finish (its worker died): stored as failed, retried next run."""
+    return JobOutput(job, _failed(job.spec, reason))
+
+
 def _failed(spec: TrialSpec, error: str) -> TrialResult:
     from ..core.hardware import describe
 
@@ -60,10 +65,17 @@ def execute(job: Job, progress: Callable[[Progress], None] | None = None) -> Job
         return JobOutput(job, _failed(job.spec, f"{type(exc).__name__}: {exc}\n{traceback.format_exc(limit=5)}"))
     inference = None
     if job.inference is not None and result.status != "diverged":
-        test = data.test.to(resolve_device(job.spec.device))
-        if job.spec.channels_last:
-            test.images = test.images.contiguous(memory_format=torch.channels_last)
-        inference = measure_inference(result.model, test, job.inference.batch_size, job.inference.repeats,
-                                      job.inference.warmup, job.spec.precision)
+        try:
+            inference = _measure(job, result, data)
+        except Exception as exc:  # noqa: BLE001 - the trained result stands; the reason is stored with it
+            result.error = f"inference measurement failed, the trained result is kept: {type(exc).__name__}: {exc}"
     result.model = None  # modules never leave the process
     return JobOutput(job, result, inference)
+
+
+def _measure(job: Job, result: TrialResult, data: Data) -> InferenceResult:
+    test = data.test.to(resolve_device(job.spec.device))
+    if job.spec.channels_last:
+        test.images = test.images.contiguous(memory_format=torch.channels_last)
+    return measure_inference(result.model, test, job.inference.batch_size, job.inference.repeats,
+                             job.inference.warmup, job.spec.precision)
