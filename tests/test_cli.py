@@ -71,3 +71,101 @@ def test_info_and_list():
     listing = cli("list", "models").stdout
     assert "seed-simple" in listing and "1,199,882" in listing
     assert_one_line_error(cli("list", "nope"), "unknown registry 'nope'")
+
+
+# Usage errors, --version and bare help, where the `click` package cannot be imported (Typer carries its own
+# copy; `click` is only present when Ray pulled it in, so the CLI must never need it).
+
+NO_CLICK = "import sys; sys.modules['click'] = None; sys.argv[0] = 'mnistbench'; from mnistbench.cli import main; main()"
+
+
+def cli_without_click(*args):
+    return subprocess.run([sys.executable, "-c", NO_CLICK, *args], capture_output=True, text=True, timeout=300)
+
+
+def run_main(args, capsys, monkeypatch) -> tuple[int, str, str]:
+    """The CLI in this process, with `click` made unimportable: (exit code, stdout, stderr)."""
+    from mnistbench.cli import main
+
+    monkeypatch.setitem(sys.modules, "click", None)
+    capsys.readouterr()
+    with pytest.raises(SystemExit) as exit_:
+        main([str(a) for a in args])
+    out, err = capsys.readouterr()
+    return exit_.value.code, out, err
+
+
+def test_click_is_really_blocked_in_these_tests():
+    proc = subprocess.run([sys.executable, "-c", "import sys; sys.modules['click'] = None; import click"],
+                          capture_output=True, text=True)
+    assert proc.returncode == 1 and "ModuleNotFoundError" in proc.stderr
+
+
+@pytest.mark.parametrize("args, fragment", [
+    (["bogus"], "No such command 'bogus'"),
+    (["train", "--batch-size", "abc"], "Invalid value for '--batch-size'"),
+    (["train", "--nope"], "No such option: --nope"),
+    (["report"], "Missing argument"),
+    (["run", "smoke", "--seeds", "0"], "Invalid value for '--seeds'"),
+])
+def test_usage_errors_print_typer_usage_and_exit_2_without_click(args, fragment):
+    proc = cli_without_click(*args)
+    assert proc.returncode == 2, proc.stderr
+    assert "Traceback" not in proc.stderr and "internal error" not in proc.stderr
+    assert proc.stderr.startswith("Usage: mnistbench") and fragment in proc.stderr, proc.stderr
+
+
+def test_version_prints_the_version_and_exits_0_without_click():
+    from mnistbench import __version__
+
+    proc = cli_without_click("--version")
+    assert proc.returncode == 0 and proc.stdout.strip() == __version__, proc.stderr
+
+
+@pytest.mark.parametrize("args", [[], ["data"]])
+def test_no_arguments_prints_the_help_and_exits_0(args, capsys, monkeypatch):
+    code, out, err = run_main(args, capsys, monkeypatch)
+    assert code == 0 and "Usage: mnistbench" in out and "Commands:" in out and not err.strip(), err
+
+
+@pytest.mark.parametrize("command", [[], ["train"], ["run"], ["results"], ["report"], ["data", "fetch"], ["list"]])
+def test_help_is_readable_in_80_columns(command, capsys, monkeypatch):
+    monkeypatch.setenv("COLUMNS", "80")
+    code, out, _ = run_main([*command, "--help"], capsys, monkeypatch)
+    assert code == 0 and "Usage:" in out
+    too_wide = [line for line in out.splitlines() if len(line) > 80]
+    assert not too_wide, too_wide
+    if command == ["train"]:  # each description starts on its option's line, with room to read
+        assert "--batch-size <int>              training batch size" in out
+
+
+def test_train_has_an_option_for_every_spec_field(capsys, monkeypatch):
+    from mnistbench.cli.train import DICT_FLAGS
+    from mnistbench.core.spec import TrialSpec
+
+    code, out, _ = run_main(["train", "--help"], capsys, monkeypatch)
+    assert code == 0
+    for name in TrialSpec.model_fields:
+        assert (DICT_FLAGS.get(name) or "--" + name.replace("_", "-")) + " " in out, name
+    assert "[default: 2000]" in out  # defaults are the spec's own
+
+
+def test_train_passes_every_option_to_the_spec(synthetic_name, capsys, monkeypatch):
+    import mnistbench.core.trial as trial
+
+    seen = []
+
+    def fake_run_trial(spec, data, progress=None):
+        seen.append(spec)
+        raise KeyboardInterrupt  # stop before training: only the spec is under test
+
+    monkeypatch.setattr(trial, "run_trial", fake_run_trial)
+    code, _, err = run_main(["train", "--dataset", synthetic_name, "--eval-batch-size", "7", "--optimizer", "sgd",
+                             "--momentum", "0.5", "--opt", "weight_decay=0.001", "--channels-last", "--steps", "3",
+                             "--sched", "gamma=0.5", "--schedule", "step", "--eval-on", "val", "--val-size", "50"],
+                            capsys, monkeypatch)
+    assert code == 130, err
+    spec = seen[0]
+    assert spec.eval_batch_size == 7 and spec.channels_last and spec.steps == 3 and spec.val_size == 50
+    assert spec.optimizer_args == {"momentum": 0.5, "weight_decay": 0.001} and spec.schedule_args == {"gamma": 0.5}
+    assert spec.epochs == 1.0 and spec.lr == 0.01  # untouched fields keep the spec's defaults

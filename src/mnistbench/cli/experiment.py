@@ -82,6 +82,8 @@ def run(
                     f"accuracy {r.final_accuracy if r.final_accuracy is not None else float('nan'):.4f}, "
                     f"time to target {'-' if r.time_to_target_s is None else f'{r.time_to_target_s:.1f} s'}")
             console.print(line, highlight=False)
+            if r.error and r.status != "failed":  # trained fine, but a step after training did not
+                console.print(f"  [yellow]note:[/yellow] {r.error}", highlight=False)
             if bars is not None:
                 bars.update(overall["task"], completed=event.done)
 

