@@ -24,6 +24,7 @@ from mnistbench.errors import ConfigError, MnistbenchError, StoreError
 from mnistbench.run.experiments import Experiment, parse_experiment
 from mnistbench.run.store import ResultStore
 
+from .conftest import write_dataset
 from .test_experiments import (assert_one_line_error, cli, expected_ids, integrity, start_cli, stored,
                                wait_for_trials, write_experiment)
 
@@ -372,3 +373,167 @@ def test_report_of_an_unfinished_experiment_is_marked_partial(synthetic_name, tm
     assert not api.load_results("tiny", results).partial
     html = api.write_report("tiny", results, tmp_path / "report2").html.read_text()
     assert "Partial results" not in html
+
+
+# 14. A worker that dies or is lost fails only its own trial; a failed inference measurement keeps the training.
+
+def _jobs(dataset: str, seeds: range, inference=None):
+    from mnistbench.core.spec import make_spec
+    from mnistbench.run.jobs import Job
+
+    return [Job(f"seed {s}", make_spec(dataset=dataset, model="compact", steps=3, seed=s), inference) for s in seeds]
+
+
+def test_a_worker_killed_or_segfaulting_fails_only_its_trial(synthetic_name):
+    from mnistbench.run.executors import LocalPool
+
+    from .workers_that_die import die_by_seed
+
+    outputs = {o.job.spec.seed: o.result for o in LocalPool(2, die_by_seed).run(_jobs(synthetic_name, range(4)))}
+    assert sorted(outputs) == [0, 1, 2, 3]
+    assert outputs[0].status != "failed" and outputs[3].status != "failed"  # the run went on after the deaths
+    assert outputs[1].status == "failed" and "killed by SIGKILL" in outputs[1].error and "OOM" in outputs[1].error
+    assert outputs[2].status == "failed" and "SIGSEGV" in outputs[2].error
+
+
+def test_a_lost_ray_worker_fails_only_its_trial(synthetic_name, monkeypatch):
+    import types
+
+    from mnistbench.run.executors import RayCluster
+    from mnistbench.run.jobs import execute
+
+    class WorkerCrashedError(Exception):
+        pass
+
+    class Ref:
+        def __init__(self, job):
+            self.job = job
+
+    def get(ref):
+        if ref.job.spec.seed == 1:
+            raise WorkerCrashedError("The worker died unexpectedly while executing this task.\nmore detail")
+        return execute(ref.job)
+
+    remote = lambda **_: (lambda fn: types.SimpleNamespace(remote=Ref))  # noqa: E731
+    fake = types.SimpleNamespace(is_initialized=lambda: True, remote=remote, get=get,
+                                 wait=lambda refs, num_returns: (refs[:1], refs[1:]),
+                                 exceptions=types.SimpleNamespace(RayError=Exception))
+    monkeypatch.setitem(sys.modules, "ray", fake)
+    outputs = {o.job.spec.seed: o.result for o in RayCluster().run(_jobs(synthetic_name, range(3)))}
+    assert [outputs[s].status == "failed" for s in range(3)] == [False, True, False]
+    assert "Ray worker running this trial was lost: WorkerCrashedError: The worker died unexpectedly" in \
+        outputs[1].error
+
+
+def test_an_inference_error_keeps_the_trained_result(synthetic_name, tmp_path, monkeypatch):
+    import mnistbench.run.jobs as jobs
+    from mnistbench.run.experiments import Inference
+
+    def broken(*_a, **_k):
+        raise RuntimeError("out of memory while measuring")
+
+    monkeypatch.setattr(jobs, "measure_inference", broken)
+    [output] = [jobs.execute(job) for job in _jobs(synthetic_name, range(1), Inference(config="seed 0"))]
+    assert output.result.status in ("reached", "budget") and output.result.final_accuracy is not None
+    assert output.inference is None and "inference measurement failed" in output.result.error
+    assert "out of memory while measuring" in output.result.error
+
+
+def test_mps_sums_in_float32_elsewhere_in_float64():
+    import torch
+
+    from mnistbench.core.trial import accumulator_dtype
+
+    assert accumulator_dtype(torch.device("mps")) == torch.float32  # MPS has no float64
+    assert accumulator_dtype(torch.device("cpu")) == torch.float64
+
+
+# 15. The command line itself, fuzzed: any argument vector built from the real command and option names with
+# random values ends in exit 0, 1, 2 or 130, never a traceback (nor "internal error"), with `click` unimportable.
+
+def _command_options() -> dict[tuple[str, ...], list[str]]:
+    import typer.main
+
+    from mnistbench.cli.app import app, main
+
+    with pytest.raises(SystemExit):
+        main(["--version"])  # registers every command
+    commands: dict[tuple[str, ...], list[str]] = {}
+
+    def walk(command, path):
+        subcommands = getattr(command, "commands", None)
+        if subcommands:
+            for name, sub in subcommands.items():
+                walk(sub, (*path, name))
+        opts = [o for p in command.params for o in (*p.opts, *p.secondary_opts) if o.startswith("--")]
+        commands[path] = [o for o in opts if o != "--debug"]  # --debug asks for the traceback
+
+    walk(typer.main.get_command(app), ())
+    return commands
+
+
+COMMANDS = _command_options()
+VALUES = st.one_of(st.sampled_from(["0", "1", "-1", "2", "inf", "-inf", "nan", "1e308", "0.5", "abc", "", "x=1",
+                                    "momentum=inf", "mnist", "nope", "idx:/nowhere", "compact", "seed-simple",
+                                    "adam", "smoke", "step", "val", "bf16", "cuda", "csv", "json", "/no/such/x.json",
+                                    "models", "--", "-"]),
+                   st.text(alphabet="abc-=.:/0123456789", max_size=6))
+
+
+@st.composite
+def argument_vectors(draw):
+    path = draw(st.sampled_from(sorted(COMMANDS)))
+    args = list(path)
+    for _ in range(draw(st.integers(0, 4))):
+        kind = draw(st.integers(0, 5))
+        if kind == 0:
+            args.append(draw(VALUES))  # a stray or positional value
+        elif COMMANDS[path]:
+            args.append(draw(st.sampled_from(COMMANDS[path])))
+            if kind > 1:
+                args.append(draw(VALUES))
+    if path == ("run",) and "--dry-run" not in args:
+        args.append("--dry-run")  # never a real run
+    return args
+
+
+@pytest.fixture
+def quick_cli(monkeypatch):
+    """No training, no estimate steps, no downloads: what is under test is argument handling."""
+    import mnistbench.core.trial as trial
+    import mnistbench.data.datasets as datasets
+    import mnistbench.run.estimate as estimate
+    from mnistbench.data.sources import Source, Unavailable
+
+    def no_trial(*_a, **_k):
+        raise KeyboardInterrupt  # stands for the user stopping the run: exit 130
+
+    def unavailable():
+        raise Unavailable("offline in the tests")
+
+    # Small synthetic images cached under the name "mnist", stamped as verified: commands get past loading.
+    folder = write_dataset(datasets.cache_root() / "mnist", n_train=100, n_test=50)
+    (folder / "VERIFIED.json").write_text(json.dumps({p.name: {"size": p.stat().st_size, "mtime_ns": p.stat().st_mtime_ns}
+                                                      for p in folder.iterdir()}))
+    monkeypatch.setattr(trial, "run_trial", no_trial)
+    monkeypatch.setattr(estimate, "_step_seconds", lambda *a: 0.01)
+    for name in ("mirror_source", "pip_sdist_source", "debian_source"):
+        monkeypatch.setattr(datasets, name, lambda *a: Source("offline", unavailable))
+    monkeypatch.delenv("MNISTBENCH_DEBUG", raising=False)
+
+
+@settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.too_slow,
+                                                                  HealthCheck.function_scoped_fixture])
+@given(argument_vectors())
+@example(["train", "--epochs", "inf"])
+@example(["train", "--batch-size", "abc"])
+@example(["run", "smoke", "--seeds", "-1", "--dry-run"])
+@example(["bogus"])
+@example([])
+def test_any_argument_vector_exits_cleanly(quick_cli, capsys, monkeypatch, tmp_path, args):
+    from .test_cli import run_main
+
+    monkeypatch.chdir(tmp_path)  # whatever a command writes lands here
+    code, out, err = run_main(args, capsys, monkeypatch)
+    assert code in (0, 1, 2, 130), (args, code, err)
+    assert "Traceback" not in out + err and "internal error" not in err, (args, err)
