@@ -168,8 +168,8 @@ def plan(experiment: str | Experiment, seeds: int | None = None) -> Plan:
     exp = experiment if isinstance(experiment, Experiment) else load_experiment(experiment)
     trials = exp.trials(seeds)
     specs = [spec for _, spec in trials]
-    layouts = check(specs, fetch_data=False)
-    return Plan(exp, trials, estimate_seconds(specs, layouts), estimate_device(specs))
+    check(specs, fetch_data=False)
+    return Plan(exp, trials, estimate_seconds(specs), estimate_device(specs))
 
 
 def run(experiment: str | Experiment, seeds: int | None = None, results_dir: Path | str = DEFAULT_RESULTS,

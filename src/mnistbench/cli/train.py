@@ -88,7 +88,8 @@ def _field_option(name: str, field) -> tuple[Any, Any]:
         return List[str], typer.Option([], DICT_FLAGS[name], metavar="KEY=VALUE", help=help_text)
     kind = field.annotation
     if get_origin(kind) in (Union, UnionType):  # Optional[X]: the CLI's None already means "default"
-        kind = next(a for a in get_args(kind) if a is not type(None))
+        members = [a for a in get_args(kind) if a is not type(None)]
+        kind = members[0] if len(members) == 1 else str  # X | Y: text, read as JSON when it parses
     metavar = None
     if get_origin(kind) is Literal:
         metavar = "|".join(map(str, get_args(kind)))
@@ -105,7 +106,7 @@ def _field_option(name: str, field) -> tuple[Any, Any]:
 def _signature() -> tuple[inspect.Signature, dict[str, Any]]:
     from ..core.spec import TrialSpec
 
-    params, annotations = [], {}
+    params = []
     for name, field in TrialSpec.model_fields.items():
         kind, option = _field_option(name, field)
         params.append(inspect.Parameter(name, inspect.Parameter.KEYWORD_ONLY, default=option, annotation=kind))

@@ -3,9 +3,8 @@
 from .datasets import DATASETS, DatasetSpec, Layout, cache_root, fetch, layout, read_splits, resolve, verify
 from .idx import read_idx, read_images, read_labels, read_pair, write_idx
 
-__all__ = ["DATASETS", "DatasetSpec", "Data", "Layout", "Split", "cache_root", "fetch", "layout", "load",
-           "read_idx", "read_splits",
-           "read_images", "read_labels", "read_pair", "resolve", "verify", "write_idx"]
+__all__ = ["DATASETS", "DatasetSpec", "Data", "Layout", "Split", "cache_root", "fetch", "layout", "load", "read_idx",
+           "read_images", "read_labels", "read_pair", "read_splits", "resolve", "verify", "write_idx"]
 
 
 def __getattr__(name: str):

@@ -43,13 +43,13 @@ def _step_seconds(spec: TrialSpec, found: Layout, cache: dict) -> float:
     return cache[key]
 
 
-def estimate_seconds(specs: list[TrialSpec], layouts: dict[str, Layout] | None = None) -> list[float]:
+def estimate_seconds(specs: list[TrialSpec]) -> list[float]:
     """Training steps x measured step time, plus evaluations (a forward pass costs about a third of a step)."""
     cache: dict = {}
-    layouts = layouts or {}
+    layouts = {name: layout(name) for name in {s.dataset for s in specs}}
     out = []
     for spec in specs:
-        found = layouts.get(spec.dataset) or layouts.setdefault(spec.dataset, layout(spec.dataset))
+        found = layouts[spec.dataset]
         n_train, n_test = found.split_sizes["train"], found.split_sizes["test"]
         n = n_train - spec.val_size
         n_eval = spec.val_size if spec.eval_on == "val" else n_test
