@@ -9,6 +9,7 @@ from typing import List, Optional
 import typer
 
 from .console import console, table
+from ..core.horizon import EVALS_PER_EPOCH
 from ..errors import ConfigError
 
 
@@ -34,10 +35,13 @@ def result_rows(result) -> list[tuple[str, str]]:
         ("final test loss", fmt(result.final_loss, ".4f")),
         (f"time to {result.spec.target:.0%} ({result.spec.eval_on})", fmt(result.time_to_target_s, ".2f") + " s"),
         ("steps / epochs to target", f"{fmt(result.steps_to_target, 'd')} / {fmt(result.epochs_to_target, '.2f')}"),
+        ("target resolved to", "-" if result.target_resolution_steps is None else
+         f"{result.target_resolution_steps} steps / {result.target_resolution_s:.3f} s"),
         ("timed training", f"{result.train_seconds:.2f} s for {result.steps} steps"),
-        ("untimed evaluation", f"{result.eval_seconds:.2f} s over {len(result.curve)} evaluations"),
+        ("untimed evaluation", f"{result.eval_seconds:.2f} s over {result.evaluations or len(result.curve)} evaluations"),
         ("data loading (excluded)", f"{result.load_seconds:.2f} s"),
         ("compile warm-up (excluded)", f"{result.compile_seconds:.2f} s"),
+        ("warm-up (excluded)", f"{result.warmup_seconds:.2f} s"),
         ("device", result.device),
     ]
 
@@ -58,7 +62,7 @@ def train(
     steps: Optional[int] = typer.Option(None, help="budget in steps (overrides --epochs)"),
     target: float = typer.Option(0.97, help="target accuracy in (0, 1]"),
     stop_at_target: bool = typer.Option(False, help="stop as soon as the target is reached"),
-    eval_every: Optional[int] = typer.Option(None, help="steps between evaluations (default: 10 per epoch)"),
+    eval_every: Optional[int] = typer.Option(None, help=f"steps between evaluations until the target (default: {EVALS_PER_EPOCH} per epoch)"),
     eval_on: str = typer.Option("test", help="split the target is checked on: test or val"),
     val_size: int = typer.Option(0, help="training images held out as a validation split"),
     precision: str = typer.Option("fp32", help="fp32 or bf16 (autocast)"),

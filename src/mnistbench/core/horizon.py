@@ -30,10 +30,10 @@ class Horizon:
         """How many snapshots one cadence interval holds (the search's evaluations are at most log2 of it)."""
         return math.ceil(self.eval_every / self.snapshot_every) if self.snapshot_every else 1
 
-    def evaluations(self, target_fraction: float = 1.0) -> float:
-        """Expected full evaluations of a run whose target falls `target_fraction` of the way through it:
-        the cadence until the target, one search, then one per epoch end (for the dry-run estimate)."""
-        fine = (self.total_steps * target_fraction / self.eval_every) if self.eval_every else 0
+    def expected_evaluations(self) -> float:
+        """Full evaluations a run is expected to make, for the dry-run estimate: the cadence over the first
+        epoch (where the targets we use are usually reached), one snapshot search, then one per epoch end."""
+        fine = min(self.total_steps, self.steps_per_epoch) // self.eval_every if self.eval_every else 0
         search = math.ceil(math.log2(self.snapshots_per_interval)) if self.snapshot_every else 0
         return fine + search + self.total_steps / self.steps_per_epoch
 

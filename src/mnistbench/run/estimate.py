@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import math
-
 import torch
 
 from ..core.clock import Stopwatch
@@ -14,7 +12,7 @@ from ..errors import MnistbenchError
 from ..core.models import build_model
 from ..core.recipes import make_optimizer
 from ..core.spec import TrialSpec
-from ..core.trial import EVALS_PER_EPOCH
+from ..core.horizon import horizon
 
 
 def _split_sizes(dataset: str) -> tuple[int, int]:
@@ -60,11 +58,8 @@ def estimate_seconds(specs: list[TrialSpec]) -> list[float]:
         n_train, n_test = sizes[spec.dataset]
         n = n_train - spec.val_size
         n_eval = spec.val_size if spec.eval_on == "val" else n_test
-        per_epoch = math.ceil(n / spec.batch_size)
-        steps = spec.steps or round((spec.epochs or 1) * per_epoch)
+        h = horizon(spec, n)
         step_s = _step_seconds(spec, cache)
-        fine = steps // spec.eval_every if spec.eval_every else min(steps, EVALS_PER_EPOCH)
-        evals = fine + steps / per_epoch  # the fine cadence until the target, then once per epoch
-        eval_s = evals * (n_eval / spec.batch_size) * step_s / 3
-        out.append(steps * step_s + eval_s)
+        eval_s = h.expected_evaluations() * (n_eval / spec.batch_size) * step_s / 3
+        out.append(h.total_steps * step_s + eval_s)
     return out
