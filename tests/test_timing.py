@@ -14,6 +14,8 @@ from mnistbench.core.horizon import horizon
 from mnistbench.core.models import MODELS, ModelEntry, build_model
 from mnistbench.core.result import TrialResult
 from mnistbench.core.target import Snapshot, max_search_evaluations, search_crossing
+from mnistbench.cli.train import result_rows
+from mnistbench.report.render import write_report
 from mnistbench.run.store import ResultStore
 
 
@@ -59,9 +61,14 @@ def test_time_to_target_is_resolved_between_evaluations_on_a_known_curve(synthet
     assert all(by_step[p.step] == (p.eval_accuracy, p.eval_loss) for p in result.curve if p.step in by_step)
 
 
-def test_new_result_fields_survive_the_store(synthetic_name, data, tmp_path):
+def test_new_result_fields_survive_the_store_and_show_in_train_and_the_report(synthetic_name, data, tmp_path):
     result = run_trial(spec(synthetic_name, optimizer="adam", lr=3e-3, batch_size=32, steps=19, target=0.5), data)
     assert result.status == "reached" and result.warmup_seconds > 0
+    rows = dict(result_rows(result))
+    assert rows["target resolved to"] == f"1 steps / {result.target_resolution_s:.3f} s"
+    assert rows["warm-up (excluded)"] == f"{result.warmup_seconds:.2f} s"
+    md = write_report("x", [result], tmp_path / "report").markdown.read_text()
+    assert "resolved to within 1 step (" in md and "warmed up untimed on a throwaway copy" in md
     again = TrialResult.from_dict(result.to_dict())
     store = ResultStore(tmp_path)
     store.add_trial("x", "tiny", result)
