@@ -36,10 +36,13 @@ def result_rows(result) -> list[tuple[str, str]]:
         ("final test loss", fmt(result.final_loss, ".4f")),
         (f"time to {result.spec.target:.0%} ({result.spec.eval_on})", fmt(result.time_to_target_s, ".2f") + " s"),
         ("steps / epochs to target", f"{fmt(result.steps_to_target, 'd')} / {fmt(result.epochs_to_target, '.2f')}"),
+        ("target resolved to", "-" if result.target_resolution_steps is None else
+         f"{result.target_resolution_steps} steps / {result.target_resolution_s:.3f} s"),
         ("timed training", f"{result.train_seconds:.2f} s for {result.steps} steps"),
-        ("untimed evaluation", f"{result.eval_seconds:.2f} s over {len(result.curve)} evaluations"),
+        ("untimed evaluation", f"{result.eval_seconds:.2f} s over {result.evaluations or len(result.curve)} evaluations"),
         ("data loading (excluded)", f"{result.load_seconds:.2f} s"),
         ("compile warm-up (excluded)", f"{result.compile_seconds:.2f} s"),
+        ("warm-up (excluded)", f"{result.warmup_seconds:.2f} s"),
         ("device", result.device),
     ]
 

@@ -5,38 +5,60 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass, field
-from typing import Any, Callable
+from typing import Any, Callable, Literal
 
 import torch
 from torch.optim import lr_scheduler
 
 from ..errors import ConfigError
 from ..registry import Registry
+from .horizon import Horizon
 
 
 @dataclass(frozen=True)
 class OptimizerEntry:
+    """An optimizer and what is special about it, as data (like timm's optimizer registry)."""
+
     cls: type[torch.optim.Optimizer]
+    title: str  # display name in tables and reports
     description: str
     defaults: dict[str, Any]  # every hyperparameter it accepts besides lr, with our default
+    foreach: bool = True  # takes foreach=True: per-parameter updates batched into a few calls, same numbers
+    fused: bool = False  # takes fused=True (one kernel per step, slightly different rounding): adds a `fused` option
+    check: Callable[[dict[str, Any]], None] | None = None  # rules across options, raising ConfigError
+
+    def __post_init__(self):
+        if self.fused and "fused" not in self.defaults:
+            object.__setattr__(self, "defaults", {**self.defaults, "fused": False})
+
+
+def _nesterov_needs_momentum(args: dict[str, Any]) -> None:
+    if args["nesterov"] and (args["momentum"] <= 0 or args["dampening"] != 0):
+        raise ConfigError("sgd with nesterov needs momentum > 0 and dampening 0", "add --momentum 0.9")
 
 
 OPTIMIZERS: Registry[OptimizerEntry] = Registry("optimizer")
-OPTIMIZERS.add("sgd", OptimizerEntry(torch.optim.SGD, "SGD; momentum and Nesterov optional",
-                                     {"momentum": 0.0, "nesterov": False, "weight_decay": 0.0, "dampening": 0.0}))
-OPTIMIZERS.add("adam", OptimizerEntry(torch.optim.Adam, "Adam (Kingma & Ba); fused=true: one kernel per step",
-                                      {"betas": (0.9, 0.999), "eps": 1e-8, "weight_decay": 0.0, "amsgrad": False,
-                                       "fused": False}))
-OPTIMIZERS.add("adamw", OptimizerEntry(torch.optim.AdamW, "Adam with decoupled weight decay",
-                                       {"betas": (0.9, 0.999), "eps": 1e-8, "weight_decay": 0.01, "amsgrad": False,
-                                        "fused": False}))
-OPTIMIZERS.add("rmsprop", OptimizerEntry(torch.optim.RMSprop, "RMSprop (Hinton)",
+OPTIMIZERS.add("sgd", OptimizerEntry(torch.optim.SGD, "SGD", "SGD; momentum and Nesterov optional",
+                                     {"momentum": 0.0, "nesterov": False, "weight_decay": 0.0, "dampening": 0.0},
+                                     check=_nesterov_needs_momentum))
+OPTIMIZERS.add("adam", OptimizerEntry(torch.optim.Adam, "Adam", "Adam (Kingma & Ba); fused=true: one kernel per step",
+                                      {"betas": (0.9, 0.999), "eps": 1e-8, "weight_decay": 0.0, "amsgrad": False},
+                                      fused=True))
+OPTIMIZERS.add("adamw", OptimizerEntry(torch.optim.AdamW, "AdamW", "Adam with decoupled weight decay",
+                                       {"betas": (0.9, 0.999), "eps": 1e-8, "weight_decay": 0.01, "amsgrad": False},
+                                       fused=True))
+OPTIMIZERS.add("rmsprop", OptimizerEntry(torch.optim.RMSprop, "RMSprop", "RMSprop (Hinton)",
                                          {"alpha": 0.99, "eps": 1e-8, "momentum": 0.0, "weight_decay": 0.0,
                                           "centered": False}))
-OPTIMIZERS.add("adagrad", OptimizerEntry(torch.optim.Adagrad, "Adagrad (Duchi et al.)",
+OPTIMIZERS.add("adagrad", OptimizerEntry(torch.optim.Adagrad, "Adagrad", "Adagrad (Duchi et al.)",
                                          {"lr_decay": 0.0, "eps": 1e-10, "weight_decay": 0.0}))
-OPTIMIZERS.add("adadelta", OptimizerEntry(torch.optim.Adadelta, "Adadelta (Zeiler); lr scales the update",
+OPTIMIZERS.add("adadelta", OptimizerEntry(torch.optim.Adadelta, "Adadelta", "Adadelta (Zeiler); lr scales the update",
                                           {"rho": 0.9, "eps": 1e-6, "weight_decay": 0.0}))
+
+
+def optimizer_title(name: str) -> str:
+    """The display name of an optimizer (its name when it is not registered, e.g. in an old store)."""
+    return OPTIMIZERS.get(name).title if name in OPTIMIZERS else name
 
 
 def _check_args(kind: str, name: str, args: dict[str, Any], allowed: dict[str, Any]) -> dict[str, Any]:
@@ -77,26 +99,16 @@ def make_optimizer(name: str, params, lr: float, args: dict[str, Any]) -> torch.
     merged = _check_args("optimizer", name, args, entry.defaults)
     if "betas" in merged:
         merged["betas"] = tuple(merged["betas"])
-    if name == "sgd" and merged["nesterov"] and (merged["momentum"] <= 0 or merged["dampening"] != 0):
-        raise ConfigError("sgd with nesterov needs momentum > 0 and dampening 0", "add --momentum 0.9")
-    # foreach kernels batch the per-parameter updates into a few calls: same numbers, less overhead;
-    # fused (Adam) goes further, one kernel for the whole update (slightly different rounding).
-    if not merged.pop("fused", False):
+    if entry.check is not None:
+        entry.check(merged)
+    if merged.pop("fused", False):
+        merged["fused"] = True  # one kernel for the whole update; takes the place of foreach
+    elif entry.foreach:
         merged["foreach"] = True
-    else:
-        merged["fused"] = True
     try:
         return entry.cls(params, lr=lr, **merged)
-    except ValueError as exc:
+    except (ValueError, TypeError, RuntimeError) as exc:
         raise ConfigError(f"optimizer '{name}': {exc}") from None
-
-
-@dataclass(frozen=True)
-class Horizon:
-    """What a schedule may need to know about the run it shapes."""
-
-    steps_per_epoch: int
-    total_steps: int
 
 
 @dataclass(frozen=True)
@@ -104,7 +116,26 @@ class ScheduleEntry:
     build: Callable[[torch.optim.Optimizer, dict[str, Any], Horizon], Any] | None
     description: str
     defaults: dict[str, Any] = field(default_factory=dict)
-    unit: str = "step"  # when scheduler.step() is called: after every "step", or at the end of each "epoch"
+    unit: Literal["step", "epoch", "metric"] = "step"  # when it steps: after every optimizer "step", at each
+    # "epoch" end, or at each epoch end on a "metric" (the end-of-epoch evaluation accuracy)
+
+
+@dataclass
+class Schedule:
+    """A built schedule: the loop calls after_step() and after_epoch() and never asks which schedule it is."""
+
+    scheduler: Any | None
+    unit: str
+
+    def after_step(self) -> None:
+        if self.unit == "step" and self.scheduler is not None:
+            self.scheduler.step()
+
+    def after_epoch(self, accuracy: float) -> None:
+        if self.unit == "epoch":
+            self.scheduler.step()
+        elif self.unit == "metric":
+            self.scheduler.step(accuracy)
 
 
 def _warmup_linear(opt, a, h: Horizon):
@@ -155,7 +186,7 @@ SCHEDULES.add("onecycle", ScheduleEntry(
 SCHEDULES.add("plateau", ScheduleEntry(
     lambda o, a, h: lr_scheduler.ReduceLROnPlateau(o, mode="max", factor=a["factor"], patience=a["patience"]),
     "ReduceLROnPlateau on the end-of-epoch evaluation accuracy (the notebook's text)",
-    {"factor": 0.5, "patience": 1}, unit="epoch"))
+    {"factor": 0.5, "patience": 1}, unit="metric"))
 SCHEDULES.add("warmup-linear", ScheduleEntry(
     _warmup_linear, "linear warm-up over warmup_fraction of the run, then linear decay to 0 (the speedrun's)",
     {"warmup_fraction": 0.2}))
@@ -164,16 +195,23 @@ SCHEDULES.add("warmup-cosine", ScheduleEntry(
     {"warmup_fraction": 0.05, "final_factor": 0.0}))
 
 
-def make_schedule(name: str, optimizer: torch.optim.Optimizer, args: dict[str, Any], horizon: Horizon):
-    """The torch scheduler (or None for constant) and the unit at which to step it."""
+def make_schedule(name: str, optimizer: torch.optim.Optimizer, args: dict[str, Any], horizon: Horizon) -> Schedule:
+    """The schedule (its torch scheduler, None for constant) with the unit it steps at."""
     entry = SCHEDULES.get(name)
     merged = _check_args("schedule", name, args, entry.defaults)
     if entry.build is None:
-        return None, entry.unit
-    return entry.build(optimizer, merged, horizon), entry.unit
+        return Schedule(None, "step")
+    try:
+        return Schedule(entry.build(optimizer, merged, horizon), entry.unit)
+    except (ValueError, TypeError, KeyError) as exc:
+        raise ConfigError(f"schedule '{name}': {exc}") from None
 
 
-def check_recipe(optimizer: str, optimizer_args: dict[str, Any], schedule: str, schedule_args: dict[str, Any]):
-    """Validate names and options without building anything (used when specs are created)."""
-    _check_args("optimizer", optimizer, optimizer_args, OPTIMIZERS.get(optimizer).defaults)
-    _check_args("schedule", schedule, schedule_args, SCHEDULES.get(schedule).defaults)
+def check_recipe(optimizer: str, optimizer_args: dict[str, Any], schedule: str, schedule_args: dict[str, Any],
+                 lr: float = 0.01) -> None:
+    """Build the optimizer and the schedule once on a dummy parameter, so that every error an entry can
+    raise (an unknown option, a bad combination, an option the class does not take) surfaces when the
+    spec is made, not as a failed trial later."""
+    dummy = torch.nn.Parameter(torch.zeros(1))
+    built = make_optimizer(optimizer, [dummy], lr, optimizer_args)
+    make_schedule(schedule, built, schedule_args, Horizon(steps_per_epoch=10, total_steps=100))

@@ -41,7 +41,7 @@ class TrialResult:
     status: Status
     final_accuracy: float | None  # on the test split, after the last step
     final_loss: float | None
-    time_to_target_s: float | None  # timed training seconds at the first evaluation meeting the target
+    time_to_target_s: float | None  # timed training seconds at the first crossing the snapshot search found
     steps_to_target: int | None
     epochs_to_target: float | None
     steps: int
@@ -51,6 +51,12 @@ class TrialResult:
     load_seconds: float
     compile_seconds: float
     device: str
+    # The crossing lies within this many steps / timed seconds before the reported one (core/target.py);
+    # None when the target was not reached (or for results stored before the search existed).
+    target_resolution_steps: int | None = None
+    target_resolution_s: float | None = None
+    warmup_seconds: float = 0.0  # the untimed warm-up on a throwaway copy before the clock (like compile_seconds)
+    evaluations: int = 0  # full evaluations run: the cadence, the target search and a final one if needed
     curve: list[CurvePoint] = field(default_factory=list)
     epochs: list[EpochPoint] = field(default_factory=list)
     environment: dict[str, Any] = field(default_factory=dict)

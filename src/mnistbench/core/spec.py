@@ -10,6 +10,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 
 from ..errors import ConfigError
 from .models import MODELS
+from .horizon import EVALS_PER_EPOCH
 from .recipes import check_recipe
 
 Precision = Literal["fp32", "bf16"]
@@ -34,7 +35,7 @@ class TrialSpec(BaseModel):
     target: float = Field(0.97, gt=0, le=1, description="accuracy that counts as reached")
     stop_at_target: bool = False
     eval_every: int | None = Field(None, ge=0, description="steps between evaluations until the target; "
-                                   "None: 10 per epoch; 0: only at epoch ends")
+                                   f"None: {EVALS_PER_EPOCH} per epoch; 0: only at epoch ends")
     eval_on: Literal["test", "val"] = "test"
     val_size: int = Field(0, ge=0)
     eval_batch_size: int = Field(2000, gt=0)
@@ -54,7 +55,7 @@ class TrialSpec(BaseModel):
 
     @model_validator(mode="after")
     def _check(self) -> "TrialSpec":
-        check_recipe(self.optimizer, self.optimizer_args, self.schedule, self.schedule_args)
+        check_recipe(self.optimizer, self.optimizer_args, self.schedule, self.schedule_args, lr=self.lr)
         if self.eval_on == "val" and self.val_size == 0:
             raise ValueError("eval_on 'val' needs val_size > 0")
         if self.epochs is None and self.steps is None:

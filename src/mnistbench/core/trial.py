@@ -1,14 +1,19 @@
 """run_trial(): the timed training loop. The only place that owns the training clock.
 
-Measurement rules (see docs/ARCHITECTURE.md): data is in memory before the clock starts; only training
-steps are timed; evaluation is untimed and runs every `eval_every` steps until the target is reached
-(then only at epoch ends, for the per-epoch history); time-to-target is the timed clock at the first
-evaluation that meets the target; a non-finite loss ends the trial as `diverged`.
+Measurement rules (see docs/ARCHITECTURE.md): data is in memory before the clock starts; every trial first
+warms up untimed on a throwaway copy of its model (forward and backward of each batch shape it will see, an
+optimizer step and one evaluation batch), so kernel creation and allocator growth stay off the clock while
+the timed run's weights, optimizer state and random streams are untouched; only training steps are timed;
+evaluation is untimed and runs on the cadence the horizon sets until the target is reached (then only at
+epoch ends, for the per-epoch history); time-to-target is found finer than that cadence by a search over
+weight snapshots (core/target.py, which states the rule and its resolution); a non-finite loss, checked
+off the clock every few dozen steps and at every evaluation, ends the trial as `diverged`.
 """
 
 from __future__ import annotations
 
 import contextlib
+import copy
 import math
 from dataclasses import dataclass
 from typing import Callable
@@ -21,12 +26,12 @@ from .clock import Stopwatch, now
 from ..data import Data, Split, load
 from ..errors import ConfigError
 from .hardware import describe
+from .horizon import EVALS_PER_EPOCH, horizon  # noqa: F401  (EVALS_PER_EPOCH re-exported for old imports)
 from .models import build_model
-from .recipes import Horizon, make_optimizer, make_schedule
+from .recipes import make_optimizer, make_schedule
 from .result import CurvePoint, EpochPoint, TrialResult
 from .spec import TrialSpec
-
-EVALS_PER_EPOCH = 10  # default cadence: time-to-target known to within a tenth of an epoch
+from .target import Crossing, Snapshot, search_crossing
 
 
 @dataclass
@@ -92,19 +97,45 @@ def evaluate(model: nn.Module, split: Split, batch_size: int, autocast) -> tuple
     return correct.item() / len(split), loss.item() / len(split)
 
 
+def _rng_kept(device: torch.device):
+    """Run a block without moving the random streams the timed run will draw from (dropout masks)."""
+    return torch.random.fork_rng(devices=[device] if device.type == "cuda" else [])
+
+
 def _compile(model: nn.Module, train: Split, batch_sizes: set[int], loss_fn, autocast, device) -> tuple[nn.Module, float]:
     """torch.compile with its warm-up done and timed here, outside the clock: one forward and backward per
     batch shape the run will see (the last batch of an epoch is often smaller, and a new shape recompiles).
-    Weights, BatchNorm buffers and gradients are restored so training starts from the same state."""
+    Weights, BatchNorm buffers, gradients and random streams are restored so training starts from the same state."""
     state = {k: v.clone() for k, v in model.state_dict().items()}
     compiled = torch.compile(model)
-    with Stopwatch(device) as watch:
+    with _rng_kept(device), Stopwatch(device) as watch:
         for size in sorted(batch_sizes):
             with autocast:
                 loss_fn(compiled(train.images[:size]), train.labels[:size]).backward()
     model.load_state_dict(state)
     model.zero_grad(set_to_none=True)
     return compiled, watch.elapsed
+
+
+def _warm_up(spec: TrialSpec, model: nn.Module, train: Split, batch_sizes: set[int], held_out: Split,
+             loss_fn, autocast, device: torch.device) -> float:
+    """Untimed warm-up on a throwaway copy: forward, backward and optimizer step for each batch shape the run
+    will see, then one evaluation batch. It pays for oneDNN/cuDNN kernel creation and allocator growth, which
+    otherwise land inside the first timed steps of a process. The copy (and its optimizer) is discarded and
+    the random streams are restored, so the timed run is exactly what it would have been without it."""
+    with _rng_kept(device), Stopwatch(device) as watch:
+        scratch = copy.deepcopy(model).train()
+        optimizer = make_optimizer(spec.optimizer, scratch.parameters(), spec.lr, spec.optimizer_args)
+        for size in sorted(batch_sizes, reverse=True):
+            with autocast:
+                out = scratch(train.images[:size])
+            loss = loss_fn(out.float(), train.labels[:size])
+            optimizer.zero_grad(set_to_none=True)
+            loss.backward()
+            optimizer.step()
+        size = min(spec.eval_batch_size, len(held_out))
+        evaluate(scratch, Split(held_out.images[:size], held_out.labels[:size]), size, autocast)
+    return watch.elapsed
 
 
 def run_trial(spec: TrialSpec, data: Data | None = None,
@@ -127,34 +158,47 @@ def run_trial(spec: TrialSpec, data: Data | None = None,
     if spec.channels_last:
         model = model.to(memory_format=torch.channels_last)
     n = len(train)
-    steps_per_epoch = math.ceil(n / spec.batch_size)
-    total_steps = spec.steps or max(1, round(spec.epochs * steps_per_epoch))
+    h = horizon(spec, n)
+    steps_per_epoch, total_steps = h.steps_per_epoch, h.total_steps
     optimizer = make_optimizer(spec.optimizer, model.parameters(), spec.lr, spec.optimizer_args)
-    scheduler, unit = make_schedule(spec.schedule, optimizer, spec.schedule_args,
-                                    Horizon(steps_per_epoch, total_steps))
+    schedule = make_schedule(spec.schedule, optimizer, spec.schedule_args, h)
     loss_fn = nn.CrossEntropyLoss(label_smoothing=spec.label_smoothing)
     autocast = _autocast(spec, device)
     shuffle = torch.Generator().manual_seed(spec.seed)  # its own stream: model init can't shift the order
 
+    # The batch shapes the run will see: full batches, and the epoch's smaller last batch if it gets there.
+    shapes = {min(spec.batch_size, n)}
+    if total_steps >= steps_per_epoch:
+        shapes.add(n % spec.batch_size or spec.batch_size)
     forward = model
     compile_seconds = 0.0
     if spec.compile:
-        shapes = {min(spec.batch_size, n), n % spec.batch_size or spec.batch_size}
         forward, compile_seconds = _compile(model, train, shapes, loss_fn, autocast, device)
-        wall_start += compile_seconds  # reported on its own line, not inside the run's wall time
+    warmup_seconds = _warm_up(spec, model, train, shapes, held_out, loss_fn, autocast, device)
+    wall_start += compile_seconds + warmup_seconds  # reported on their own lines, not inside the run's wall time
 
-    eval_every = max(1, steps_per_epoch // EVALS_PER_EPOCH) if spec.eval_every is None else spec.eval_every
+    # Snapshots are evaluated on a second instance so the trained model is never touched by the search.
+    searching = h.snapshot_every > 0
+    probe = copy.deepcopy(model) if searching else None
 
     watch = Stopwatch(device)
     eval_seconds = 0.0
+    evaluations = 0
     curve: list[CurvePoint] = []
     epochs: list[EpochPoint] = []
     status = "budget"
-    reached_at: CurvePoint | None = None
+    crossing: Crossing | None = None
+    last_miss = Snapshot(0, 0.0)  # the start: the search's lower end until an evaluation misses
+    snapshots: list[Snapshot] = []  # taken since last_miss, while the target is not reached
     step = 0
     epoch_loss = torch.zeros((), device=device)
+    interval_loss = torch.zeros((), device=device)  # summed since the previous evaluation
+    interval_start = 0
     epoch_started = 0.0
     perm = None
+
+    def next_multiple(every: int) -> int:
+        return (step // every + 1) * every
 
     model.train()
     while step < total_steps:
@@ -163,13 +207,15 @@ def run_trial(spec: TrialSpec, data: Data | None = None,
             perm = torch.randperm(n, generator=shuffle).to(device)
             epoch_loss.zero_()
             epoch_started = watch.elapsed
-        # Train, timed, up to the next evaluation point: the epoch end, the budget, or the cadence.
+        # Train, timed, up to the next point where something happens off the clock: the epoch end, the
+        # budget, the divergence check and, until the target, the cadence evaluation and the next snapshot.
         epoch_end = step - in_epoch + steps_per_epoch
-        stop = min(epoch_end, total_steps)
-        if reached_at is None and eval_every:
-            stop = min(stop, (step // eval_every + 1) * eval_every)
+        stop = min(epoch_end, total_steps, next_multiple(h.check_every))
+        if crossing is None and h.eval_every:
+            stop = min(stop, next_multiple(h.eval_every))
+        if crossing is None and searching:
+            stop = min(stop, next_multiple(h.snapshot_every))
         chunk_loss = torch.zeros((), device=device)
-        chunk_start = step
         watch.start()
         for i in range(in_epoch, in_epoch + stop - step):
             idx = perm[i * spec.batch_size:(i + 1) * spec.batch_size]
@@ -180,41 +226,60 @@ def run_trial(spec: TrialSpec, data: Data | None = None,
             optimizer.zero_grad(set_to_none=True)
             loss.backward()
             optimizer.step()
-            if scheduler is not None and unit == "step":
-                scheduler.step()
+            schedule.after_step()
             chunk_loss += loss.detach().float()
         watch.stop()
         step = stop
         epoch_loss += chunk_loss
+        interval_loss += chunk_loss
 
-        # Untimed from here on.
+        # Untimed from here on. A non-finite loss ends the trial here, even between evaluations.
         eval_start = now()
-        train_loss = chunk_loss.item() / (step - chunk_start)
+        train_loss = interval_loss.item() / (step - interval_start)
         if not math.isfinite(train_loss):
             status = "diverged"
             eval_seconds += now() - eval_start
             break
+        at_eval = step in (epoch_end, total_steps) or (crossing is None and h.eval_every
+                                                       and step % h.eval_every == 0)
+        if not at_eval:
+            if crossing is None and searching and step % h.snapshot_every == 0:
+                snapshots.append(Snapshot.of(model, step, watch.elapsed))
+            eval_seconds += now() - eval_start
+            continue
         accuracy, eval_loss = evaluate(model, held_out, spec.eval_batch_size, autocast)
+        evaluations += 1
         point = CurvePoint(step=step, epoch=step / steps_per_epoch, train_seconds=watch.elapsed,
                            wall_seconds=now() - wall_start, train_loss=train_loss, eval_accuracy=accuracy,
                            eval_loss=eval_loss, lr=optimizer.param_groups[0]["lr"])
         curve.append(point)
-        if reached_at is None and accuracy >= spec.target:
-            reached_at = point
-            status = "reached"
+        interval_loss.zero_()
+        interval_start = step
+        if crossing is None:
+            hit = Snapshot(step, watch.elapsed)
+            if accuracy >= spec.target:
+                def meets(snapshot: Snapshot) -> bool:
+                    probe.load_state_dict(snapshot.state)
+                    return evaluate(probe, held_out, spec.eval_batch_size, autocast)[0] >= spec.target
+
+                crossing = search_crossing([last_miss, *snapshots, hit], meets)
+                evaluations += crossing.evaluations
+                status = "reached"
+            else:
+                last_miss = hit
+            snapshots.clear()
         if step == epoch_end or step == total_steps:
             done = step - epoch_end + steps_per_epoch
             epochs.append(EpochPoint(epoch=step / steps_per_epoch, train_loss=epoch_loss.item() / done,
                                      eval_accuracy=accuracy, eval_loss=eval_loss,
                                      epoch_seconds=watch.elapsed - epoch_started))
-            if scheduler is not None and unit == "epoch":
-                scheduler.step(accuracy) if spec.schedule == "plateau" else scheduler.step()
+            schedule.after_epoch(accuracy)
         if not math.isfinite(eval_loss):
             status = "diverged"
         eval_seconds += now() - eval_start
         if progress is not None:
             progress(Progress(step, total_steps, point.epoch, train_loss, accuracy, watch.elapsed))
-        if status == "diverged" or (reached_at is not None and spec.stop_at_target):
+        if status == "diverged" or (crossing is not None and spec.stop_at_target):
             break
 
     # The final test evaluation is part of a run; reuse the last one when it was already on test.
@@ -225,15 +290,20 @@ def run_trial(spec: TrialSpec, data: Data | None = None,
         final_accuracy, final_loss = curve[-1].eval_accuracy, curve[-1].eval_loss
     else:
         final_accuracy, final_loss = evaluate(model, test, spec.eval_batch_size, autocast)
+        evaluations += 1
     wall_seconds = now() - wall_start
     eval_seconds += now() - final_start
 
+    reached = crossing.hit if crossing else None
     return TrialResult(
         spec=spec, status=status, final_accuracy=final_accuracy, final_loss=final_loss,
-        time_to_target_s=reached_at.train_seconds if reached_at else None,
-        steps_to_target=reached_at.step if reached_at else None,
-        epochs_to_target=reached_at.epoch if reached_at else None,
-        steps=step, train_seconds=watch.elapsed, eval_seconds=eval_seconds, wall_seconds=wall_seconds,
-        load_seconds=data.load_seconds, compile_seconds=compile_seconds, device=str(device),
+        time_to_target_s=reached.train_seconds if reached else None,
+        steps_to_target=reached.step if reached else None,
+        epochs_to_target=reached.step / steps_per_epoch if reached else None,
+        target_resolution_steps=crossing.resolution_steps if crossing else None,
+        target_resolution_s=crossing.resolution_seconds if crossing else None,
+        steps=step, train_seconds=watch.elapsed, eval_seconds=eval_seconds, evaluations=evaluations,
+        wall_seconds=wall_seconds, load_seconds=data.load_seconds, compile_seconds=compile_seconds,
+        warmup_seconds=warmup_seconds, device=str(device),
         curve=curve, epochs=epochs, environment={**describe(), "device": str(device)}, model=model,
     )

@@ -11,12 +11,12 @@ from typing import Callable, Sequence
 from scipy import stats
 
 from ..core.models import MODELS
+from ..core.recipes import OPTIMIZERS, optimizer_title
 from ..core.result import TrialResult
 from ..core.spec import TrialSpec
 
 ALPHA = 0.05  # two-sided significance level of every comparison
-OPTIMIZER_NAMES = {"sgd": "SGD", "adam": "Adam", "adamw": "AdamW", "rmsprop": "RMSprop",
-                   "adagrad": "Adagrad", "adadelta": "Adadelta"}
+OPTIMIZER_NAMES = {name: entry.title for name, entry in OPTIMIZERS}  # the registry's titles, kept for old imports
 
 
 def three_figures(x: float) -> int:
@@ -165,14 +165,14 @@ class ConfigSummary:
 
     @property
     def optimizer_name(self) -> str:
-        return OPTIMIZER_NAMES.get(self.spec.optimizer, self.spec.optimizer)
+        return optimizer_title(self.spec.optimizer)
 
 
 def derive_label(spec: TrialSpec, omit: frozenset[str] = frozenset()) -> str:
     """A readable name from what usually tells configurations apart."""
     parts = {
         "model": spec.model,
-        "optimizer": f"{OPTIMIZER_NAMES.get(spec.optimizer, spec.optimizer)} lr {spec.lr:g}",
+        "optimizer": f"{optimizer_title(spec.optimizer)} lr {spec.lr:g}",
         "schedule": spec.schedule if spec.schedule != "constant" else "",
         "batch_size": f"batch {spec.batch_size}",
         "precision": spec.precision if spec.precision != "fp32" else "",

@@ -17,6 +17,7 @@ from .analysis import (METRICS, Comparison, ConfigSummary, ThroughputRow, descri
 from .questions import FACTORS, Question, batch_studies, conclusions, family, holm_survivors, questions
 from ..errors import ResultsMissing
 from .plots import FigurePaths
+from ..core.horizon import cadence_text
 from ..core.result import TrialResult
 
 TEMPLATES = Path(__file__).parent / "templates"
@@ -26,7 +27,6 @@ ENV_FIELDS = {"cpu": "CPU", "logical_cores": "Logical cores", "usable_cores": "U
               "torch_threads": "Torch threads", "ram_gb": "RAM (GB)", "os": "OS", "python": "Python",
               "torch": "PyTorch", "torch_build": "PyTorch build", "device": "Device", "gpu": "GPU",
               "mnistbench_git": "Git revision"}
-CADENCE = {None: "ten times per epoch", 0: "at the end of each epoch"}
 
 
 @dataclass(frozen=True)
@@ -87,6 +87,19 @@ def _environments(results: Sequence[TrialResult]) -> list[dict[str, Any]]:
     return list(seen.values())
 
 
+def _resolution_text(results: Sequence[TrialResult]) -> str:
+    """How finely the stored times to target are resolved (core/target.py states the rule)."""
+    searched = [r for r in results if r.target_resolution_steps is not None]
+    if not searched:
+        return ", so a time to target is known to within one evaluation interval."
+    steps = max(r.target_resolution_steps for r in searched)
+    seconds = max(r.target_resolution_s for r in searched)
+    return (". When an evaluation first meets the target, a binary search over weight snapshots kept between it "
+            "and the last evaluation that missed finds the crossing, so a time to target is resolved to within "
+            f"{steps} step{'s' * (steps != 1)} ({seconds:.2g} s of timed training at most, over "
+            f"{len(searched)} trial{'s' * (len(searched) != 1)}).")
+
+
 def _distinct(values) -> list:
     return list(dict.fromkeys(values))
 
@@ -96,7 +109,7 @@ def _method(results: Sequence[TrialResult], summaries: list[ConfigSummary]) -> l
     splits = _distinct("the test split" if s.eval_on == "test" else
                        f"a validation split of {s.val_size} images held out of the training set" for s in specs)
     targets = _distinct(target_text(s.target) for s in specs)
-    cadence = _distinct(CADENCE.get(s.eval_every, f"every {s.eval_every} steps") for s in specs)
+    cadence = _distinct(cadence_text(s.eval_every) for s in specs)
     seeds = _distinct(s.n for s in summaries)
     budgets = _distinct(f"{s.steps} steps" if s.steps else f"{s.epochs:g} epochs" for s in specs)
     load = statistics.median(r.load_seconds for r in results)
@@ -107,8 +120,8 @@ def _method(results: Sequence[TrialResult], summaries: list[ConfigSummary]) -> l
         f"trial, median), and evaluation runs outside the clock: {evals:.3g} s of untimed evaluation against "
         f"{train:.3g} s of timed training over all {len(results)} trials.",
         f"Evaluation runs {' or '.join(cadence)}"
-        + ("" if cadence == [CADENCE[0]] else " until the target is reached, then at each epoch end")
-        + ", so a time to target is known to within one evaluation interval.",
+        + ("" if cadence == [cadence_text(0)] else " until the target is reached, then at each epoch end")
+        + _resolution_text(results),
         f"The target is {' / '.join(targets)} accuracy, checked on {' and '.join(splits)}. "
         f"Budget: {' or '.join(budgets)}.",
         f"Each configuration ran with {' to '.join(str(n) for n in sorted({min(seeds), max(seeds)}))} "
@@ -121,6 +134,10 @@ def _method(results: Sequence[TrialResult], summaries: list[ConfigSummary]) -> l
     compiled = sum(r.compile_seconds for r in results)
     if compiled:
         lines.append(f"torch.compile warm-up ({compiled:.3g} s in all) was excluded from the clock.")
+    warmed = sum(r.warmup_seconds for r in results)
+    if warmed:
+        lines.append(f"Every trial first warmed up untimed on a throwaway copy of its model (each batch shape, one "
+                     f"evaluation batch; {warmed:.3g} s in all), so kernel creation stays off the clock.")
     return lines
 
 

@@ -5,15 +5,14 @@ the steps are measured on synthetic tensors on the device the trials will run on
 
 from __future__ import annotations
 
-import math
-
 import torch
 
 from ..core.clock import Stopwatch
 from ..core.models import build_model
 from ..core.recipes import make_optimizer
 from ..core.spec import TrialSpec
-from ..core.trial import EVALS_PER_EPOCH, resolve_device
+from ..core.horizon import horizon
+from ..core.trial import resolve_device
 from ..data.datasets import Layout, layout
 
 
@@ -53,13 +52,10 @@ def estimate_seconds(specs: list[TrialSpec]) -> list[float]:
         n_train, n_test = found.split_sizes["train"], found.split_sizes["test"]
         n = n_train - spec.val_size
         n_eval = spec.val_size if spec.eval_on == "val" else n_test
-        per_epoch = math.ceil(n / spec.batch_size)
-        steps = spec.steps or round((spec.epochs or 1) * per_epoch)
+        h = horizon(spec, n)
         step_s = _step_seconds(spec, found, cache)
-        fine = steps // spec.eval_every if spec.eval_every else min(steps, EVALS_PER_EPOCH)
-        evals = fine + steps / per_epoch  # the fine cadence until the target, then once per epoch
-        eval_s = evals * (n_eval / spec.batch_size) * step_s / 3
-        out.append(steps * step_s + eval_s)
+        eval_s = h.expected_evaluations() * (n_eval / spec.batch_size) * step_s / 3
+        out.append(h.total_steps * step_s + eval_s)
     return out
 
 
