@@ -94,9 +94,9 @@ def test_infinite_epochs_in_an_experiment_is_refused_before_any_trial(synthetic_
 
 
 def test_infinite_optimizer_option_is_refused(synthetic_name):
-    spec = make_spec(dataset=synthetic_name, optimizer="adam", optimizer_args={"betas": [0.9, float("inf")]})
-    with pytest.raises(ConfigError, match=r"optimizer_args.betas\[1\] is inf"):
-        api.check([spec])
+    # Refused when the spec is made: check_recipe builds the optimizer once, and torch rejects the beta.
+    with pytest.raises(ConfigError, match=r"beta"):
+        api.check([make_spec(dataset=synthetic_name, optimizer="adam", optimizer_args={"betas": [0.9, float("inf")]})])
 
 
 @pytest.mark.parametrize("flag", ["--save-json", "--save-checkpoint"])
