@@ -3,15 +3,15 @@ or on a Ray cluster. The driver (runner.py) alone writes to the store, so execut
 
 from __future__ import annotations
 
-import os
 from concurrent.futures import FIRST_COMPLETED, ProcessPoolExecutor, wait
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from multiprocessing import get_context
 from typing import Callable, Iterable, Iterator, Protocol
 
 from ..errors import BadInput
 from .jobs import Job, JobOutput, execute
 from ..registry import Registry
+from ..core.hardware import resolve_threads
 from ..core.trial import Progress
 
 
@@ -29,20 +29,16 @@ class InProcess:
 
     def run(self, jobs: Iterable[Job]) -> Iterator[JobOutput]:
         for job in jobs:
+            job = replace(job, threads=resolve_threads(job.spec.threads))  # alone here: every usable core
             yield execute(job, self.progress(job) if self.progress else None)
 
 
-def _init_worker(threads: int) -> None:
+def _init_worker() -> None:
     import signal
-
-    import torch
 
     # Ctrl-C reaches the whole process group: the driver alone handles it (and stops the workers), so
     # workers neither print tracebacks of their own nor break the pool under it.
     signal.signal(signal.SIGINT, signal.SIG_IGN)
-
-    # Workers share the cores: each gets its slice, or they would oversubscribe and all slow down.
-    torch.set_num_threads(threads)
 
 
 @dataclass
@@ -50,11 +46,12 @@ class LocalPool:
     workers: int
 
     def run(self, jobs: Iterable[Job]) -> Iterator[JobOutput]:
-        threads = max(1, (os.cpu_count() or 1) // self.workers)
-        pool = ProcessPoolExecutor(self.workers, mp_context=get_context("spawn"), initializer=_init_worker,
-                                   initargs=(threads,))
+        pool = ProcessPoolExecutor(self.workers, mp_context=get_context("spawn"), initializer=_init_worker)
         try:
-            pending = {pool.submit(execute, job) for job in jobs}
+            # Workers share the cores: each trial gets its slice (unless its spec sets its own count), or
+            # they would oversubscribe and all slow down; the count travels with the job and is stored.
+            pending = {pool.submit(execute, replace(job, threads=resolve_threads(job.spec.threads, self.workers)))
+                       for job in jobs}
             while pending:
                 done, pending = wait(pending, return_when=FIRST_COMPLETED)
                 for future in done:
@@ -74,7 +71,7 @@ class RayCluster:
     """Ray: a local cluster started on demand, or an existing one at `address`."""
 
     address: str | None = None
-    cpus_per_trial: float = 1.0
+    cpus_per_trial: int = 1  # threads of a trial whose spec does not set its own; Ray reserves as many CPUs
 
     def run(self, jobs: Iterable[Job]) -> Iterator[JobOutput]:
         try:
@@ -86,8 +83,13 @@ class RayCluster:
             ray.init(address=self.address, include_dashboard=False, log_to_driver=False,
                      configure_logging=False)
         try:
-            remote = ray.remote(num_cpus=self.cpus_per_trial)(execute)
-            pending = [remote.remote(job) for job in jobs]
+            remote = ray.remote(execute)
+            pending = []
+            for job in jobs:
+                # The task reserves exactly the CPUs its trial's threads will use, so Ray never packs more
+                # threads onto a node than it has cores, and the count is the one stored with the result.
+                threads = job.spec.threads or self.cpus_per_trial
+                pending.append(remote.options(num_cpus=threads).remote(replace(job, threads=threads)))
             while pending:
                 done, pending = ray.wait(pending, num_returns=1)
                 yield ray.get(done[0])
