@@ -95,14 +95,16 @@ def test_process_pool_gives_each_trial_its_share_and_a_resume_with_other_workers
                                                                                                  monkeypatch):
     root, dataset, _, _, _ = ran
     path = write(tmp_path, dataset, ["resolved"], name="pool")
-    monkeypatch.setattr(hardware, "usable_cores", lambda: 4)
-    alone = api.run(str(path), seeds=1, results_dir=tmp_path / "r")  # in-process: all 4 cores
-    pooled = api.run(str(path), seeds=3, results_dir=tmp_path / "r", workers=2)  # 2 workers: 2 threads each
+    # 2 cores as the driver sees them: the share must be decided by the driver, which knows how many trials
+    # run side by side, and travel with the job (a spawned worker alone would see all the real cores)
+    monkeypatch.setattr(hardware, "usable_cores", lambda: 2)
+    alone = api.run(str(path), seeds=1, results_dir=tmp_path / "r")  # in-process: both cores
+    pooled = api.run(str(path), seeds=3, results_dir=tmp_path / "r", workers=2)  # 2 workers: 1 thread each
     assert pooled.run_summary.ran == 2
-    assert [r.environment["torch_threads"] for r in alone.trials] == [4]
-    assert [r.environment["torch_threads"] for r in pooled.trials] == [4, 2, 2]
+    assert [r.environment["torch_threads"] for r in alone.trials] == [2]
+    assert [r.environment["torch_threads"] for r in pooled.trials] == [2, 1, 1]
     # threads stay out of the spec id (the trials resume), so the configuration is marked as a mix
-    assert pooled.rows[0].environment == "mixed: threads 4, 2"
+    assert pooled.rows[0].environment == "mixed: threads 2, 1"
 
 
 def test_ray_tasks_reserve_the_cpus_of_the_threads_their_trial_runs_with(monkeypatch):
