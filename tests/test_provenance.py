@@ -138,6 +138,9 @@ def test_time_is_not_tested_across_mixed_environments_unless_allowed():
     other_machine = [make_result(s, time_to_target=3.0, environment={**ENV, "cpu": "Other CPU"}, optimizer="adam",
                                  lr=0.001) for s in range(3)]
     assert compare(sgd[:2], other_machine, "time_to_target").p is None  # two uniform groups, two machines
+    bf16 = [make_result(s, time_to_target=3.0 + 0.1 * s, environment={**ENV, "torch_threads": 1}, precision="bf16")
+            for s in range(3)]
+    assert compare(sgd[:2], bf16, "time_to_target").p is not None  # precision may be what is compared
     with mixed_environments_allowed():
         assert compare(sgd, adam, "time_to_target", "SGD", "Adam").p is not None
 

@@ -116,6 +116,9 @@ ENVIRONMENT_FACTORS: dict[str, Callable[[TrialResult], object]] = {
     "precision": lambda r: r.spec.precision,
 }
 TIMED_METRICS = frozenset({"time_to_target"})  # metrics measured by the clock, which the environment moves
+# Factors two compared configurations must share as well; precision may differ between them (it can be the very
+# technique compared), only not within one configuration.
+SHARED_FACTORS = ("machine", "threads", "torch")
 
 # Whether time differences may be tested across mixed environments. A policy of a whole report or session
 # (set by `--allow-mixed`), not of one comparison, so it is held here rather than passed through every caller.
@@ -131,11 +134,13 @@ def mixed_environments_allowed(allow: bool = True) -> Iterator[None]:
         _ALLOW_MIXED.reset(token)
 
 
-def environment_mix(results: Sequence[TrialResult]) -> dict[str, list]:
+def environment_mix(results: Sequence[TrialResult], factors: Sequence[str] = tuple(ENVIRONMENT_FACTORS)
+                    ) -> dict[str, list]:
     """The factors on which `results` differ, each with its values in order of appearance ({} when uniform).
     Results stored before a factor was recorded (None) are not told apart on it."""
     mix = {}
-    for name, read in ENVIRONMENT_FACTORS.items():
+    for name in factors:
+        read = ENVIRONMENT_FACTORS[name]
         values = list(dict.fromkeys(v for r in results if (v := read(r)) not in (None, "")))
         if len(values) > 1:
             mix[name] = values
@@ -362,7 +367,9 @@ def compare(a: Sequence[TrialResult], b: Sequence[TrialResult], metric: str = "a
     diff = sa.mean - sb.mean if sa.n and sb.n else None
     target = target_text((list(a) or list(b))[0].spec.target) if (a or b) else "the target"
     sentence = _sentence(m, a_label, sa, len(a), b_label, sb, len(b), p, target)
-    mix = environment_mix([*a, *b]) if metric in TIMED_METRICS and not _ALLOW_MIXED.get() else {}
+    mix = {}
+    if metric in TIMED_METRICS and not _ALLOW_MIXED.get():
+        mix = {**environment_mix([*a, *b], SHARED_FACTORS), **environment_mix(a), **environment_mix(b)}
     if mix:  # times from different machines, thread counts or builds measure the environment too: no test
         t = p = d = g = diff = None
         sentence = (f"Not tested: the {m.noun.format(target=target)} of {a_label} and {b_label} was measured in "

@@ -25,7 +25,7 @@ TEMPLATES = Path(__file__).parent / "templates"
 ENV_FIELDS = {"cpu": "CPU", "logical_cores": "Logical cores", "usable_cores": "Usable cores",
               "torch_threads": "Torch threads", "ram_gb": "RAM (GB)", "os": "OS", "python": "Python",
               "torch": "PyTorch", "torch_build": "PyTorch build", "device": "Device", "gpu": "GPU",
-              "mnistbench_git": "Git revision"}
+              "mnistbench_git": "Git revision", "mnistbench_version": "mnistbench"}
 CADENCE = {None: "ten times per epoch", 0: "at the end of each epoch"}
 
 

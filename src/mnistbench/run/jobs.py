@@ -11,6 +11,7 @@ import torch
 
 from ..data import Data, load
 from .experiments import Inference
+from ..core.hardware import resolve_threads, torch_threads
 from ..core.inference import InferenceResult, measure_inference
 from ..core.result import TrialResult
 from ..core.spec import TrialSpec
@@ -56,8 +57,6 @@ def _failed(spec: TrialSpec, error: str) -> TrialResult:
 def execute(job: Job, progress: Callable[[Progress], None] | None = None) -> JobOutput:
     """Run a job. A crash inside training becomes a `failed` result (retried on the next run), so one bad
     trial never takes an experiment down; bad input was rejected long before, when specs were built."""
-    from ..core.hardware import resolve_threads, torch_threads
-
     # Every trial runs with an explicit thread count (set here, restored after), so no trial inherits the
     # count a previous one left in this process; run_trial records it in the environment it stores.
     with torch_threads(job.threads or resolve_threads(job.spec.threads)):
