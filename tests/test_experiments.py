@@ -242,9 +242,9 @@ def test_dry_run_lists_every_seed_and_runs_nothing(synthetic_name, tmp_path):
     assert not (tmp_path / "r").exists()
 
 
-# 3. Resume: stored trials are skipped; --rerun runs them again in place; more seeds run only the new ones.
+# 3. Resume: stored trials are skipped; --rerun adds a new attempt of each; more seeds run only the new ones.
 
-def test_rerun_skips_stored_trials_and_rerun_flag_replaces_them(finished, tmp_path):
+def test_rerun_skips_stored_trials_and_rerun_flag_adds_attempts(finished, tmp_path):
     path, results, _ = finished
     copy = tmp_path / "results"
     copy.mkdir()
@@ -260,8 +260,8 @@ def test_rerun_skips_stored_trials_and_rerun_flag_replaces_them(finished, tmp_pa
     forced = api.run(str(path), results_dir=copy, rerun=True, on_event=lambda e: e.output and ran.append(e.output))
     assert (forced.run_summary.ran, forced.run_summary.skipped) == (6, 0)
     assert sorted(o.result.spec.id for o in ran) == sorted(r[1] for r in before)
-    assert stored(copy) == before  # same trials, same ids, no duplicates
-    assert len(forced.trials) == 6 and integrity(copy) == "ok"
+    assert stored(copy) == sorted(before + before)  # every old attempt kept beside its new one
+    assert len(forced.trials) == 6 and integrity(copy) == "ok"  # results count each trial once
 
 
 def test_more_seeds_run_only_the_new_ones(synthetic_name, tmp_path):

@@ -5,20 +5,20 @@ from __future__ import annotations
 import csv
 import io
 import json
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from statistics import fmean, stdev
 from typing import Callable
 
-from .report.analysis import ConfigSummary, ThroughputRow, summarize
+from .report.analysis import ConfigSummary, ThroughputRow, mix_text, revision_text, summarize
 from .errors import ResultsMissing
 from .run.executors import EXECUTORS
 from .run.experiments import Experiment, load_experiment
 from .core.inference import InferenceResult
 from .core.spec import TrialSpec
 from .data.datasets import Layout
-from .run.runner import RunEvent, RunSummary, run_experiment
-from .run.store import ResultStore
+from .run.runner import RunEvent, RunSummary, planned_trials, run_experiment
+from .run.store import ResultStore, StoredTrial
 
 DEFAULT_RESULTS = Path("mnistbench-results")
 
@@ -42,6 +42,8 @@ class SummaryRow:
     time_to_target_ci95_s: float | None
     epochs_to_target_mean: float | None
     statuses: str
+    environment: str = ""  # "mixed: threads 1, 2" when the trials come from different environments
+    revisions: str = ""  # the code revisions the trials ran, "6152a2c6db84, 5750aec13ed7+dirty"
 
 
 def _row(s: ConfigSummary) -> SummaryRow:
@@ -52,7 +54,31 @@ def _row(s: ConfigSummary) -> SummaryRow:
         accuracy_ci95=s.accuracy.ci95, time_to_target_mean_s=s.time_to_target.mean,
         time_to_target_std_s=s.time_to_target.std, time_to_target_ci95_s=s.time_to_target.ci95,
         epochs_to_target_mean=s.epochs_to_target.mean,
-        statuses=", ".join(f"{k} {v}" for k, v in sorted(s.status_counts.items())))
+        statuses=", ".join(f"{k} {v}" for k, v in sorted(s.status_counts.items())),
+        environment=f"mixed: {mix_text(s.environment_mix)}" if s.environment_mix else "",
+        revisions=", ".join(s.revisions))
+
+
+@dataclass
+class AttemptRow:
+    """One stored attempt of a trial, for the history (`results --all-attempts`)."""
+
+    configuration: str
+    seed: int
+    attempt: int
+    state: str  # current | superseded (a later attempt finished) | earlier (a later one is current, none finished)
+    status: str
+    final_accuracy: float | None
+    time_to_target_s: float | None
+    finished: float  # seconds since the epoch
+    revision: str
+
+
+def _attempt_row(s: StoredTrial) -> AttemptRow:
+    r = s.result
+    state = "current" if s.current else "superseded" if s.superseded else "not current"
+    return AttemptRow(s.label, r.spec.seed, s.attempt, state, r.status, r.final_accuracy, r.time_to_target_s,
+                      s.finished, revision_text(r))
 
 
 @dataclass
@@ -62,8 +88,11 @@ class Results:
     experiment: str
     summaries: list[ConfigSummary]
     inference: list[tuple[str, InferenceResult]]
-    planned: int  # trials the experiment defines (phase one, stored seeds), to tell a partial result
+    planned: int  # trials the experiment's current definition asks for (both phases of a two-phase study)
     run_summary: RunSummary | None = None  # what the `run` that returned these results did
+    missing: int | None = None  # planned trials with nothing stored (None: the definition is unknown)
+    undefined: list[ConfigSummary] = field(default_factory=list)  # stored, no longer in the definition
+    attempts: list[AttemptRow] = field(default_factory=list)  # every attempt, when asked for the history
 
     @property
     def rows(self) -> list[SummaryRow]:
@@ -85,7 +114,7 @@ class Results:
 
     @property
     def partial(self) -> bool:
-        return len(self.trials) < self.planned
+        return bool(self.missing) if self.missing is not None else len(self.trials) < self.planned
 
     def to_pandas(self):
         import pandas as pd  # optional: only for those who want a DataFrame
@@ -104,32 +133,59 @@ class Results:
         return buffer.getvalue()
 
 
-def load_results(experiment: str, results_dir: Path | str = DEFAULT_RESULTS) -> Results:
+def _current_definition(experiment: str | Experiment, store: ResultStore) -> tuple[str, Experiment | None, dict]:
+    """The experiment's name, its current definition and what the store recorded of its last run. An
+    Experiment or a TOML file is its own current definition; a bare name means the definition its last
+    `run` stored (a file edited since is read by passing the file)."""
+    if isinstance(experiment, str) and (experiment.endswith(".toml") or Path(experiment).is_file()):
+        experiment = load_experiment(experiment)
+    name = experiment.name if isinstance(experiment, Experiment) else experiment
+    stored = store.definition(name) or {}
+    if isinstance(experiment, Experiment):
+        return name, experiment, stored
+    exp = Experiment(**{k: v for k, v in stored.items() if k != "seeds_requested"}) if stored else None
+    return name, exp, stored
+
+
+def load_results(experiment: str | Experiment, results_dir: Path | str = DEFAULT_RESULTS, seeds: int | None = None,
+                 all_attempts: bool = False) -> Results:
+    """Stored results of an experiment, for its current definition: trials of configurations it no longer
+    defines are set apart (`undefined`), and planned trials not yet stored make the result `partial`.
+    Each trial counts by its latest finished attempt; `all_attempts` also lists every attempt."""
     store = ResultStore(results_dir, readonly=True)
     try:
-        stored = list(store.trials(experiment))
+        name, exp, stored_definition = _current_definition(experiment, store)
+        stored = list(store.trials(name))
         if not stored:
             known = ", ".join(store.experiments()) or "none"
-            raise ResultsMissing(f"no results for experiment '{experiment}' in {results_dir}",
-                                 f"run `mnistbench run {experiment}` first (stored experiments: {known})")
-        definition = store.definition(experiment)
-        exp = Experiment(**{k: v for k, v in definition.items() if k != "seeds_requested"}) if definition else None
-        if exp is not None:  # the experiment's own order, not the order trials happened to finish in
+            raise ResultsMissing(f"no results for experiment '{name}' in {results_dir}",
+                                 f"run `mnistbench run {name}` first (stored experiments: {known})")
+        gone: list[StoredTrial] = []
+        missing = None
+        planned = len(stored)
+        if exp is not None:
+            plan = planned_trials(exp, store, seeds or stored_definition.get("seeds_requested"))
+            defined = {spec.config_key() for _, spec in plan}
+            gone = [s for s in stored if s.result.spec.config_key() not in defined]
+            stored = [s for s in stored if s.result.spec.config_key() in defined]
+            present = {s.result.spec.id for s in stored}
+            missing, planned = sum(spec.id not in present for _, spec in plan), len(plan)
+            # the experiment's own order, not the order trials happened to finish in
             order = {c.label: i for i, c in enumerate(exp.configs())}
             stored.sort(key=lambda s: (order.get(s.label, len(order)), s.result.spec.seed))
-        labels = {s.result.spec.config_key(): s.label for s in stored}
-        summaries = summarize([s.result for s in stored], labels)
-        inference = [(label, InferenceResult.from_dict(d)) for label, d in store.inference(experiment)]
-        return Results(experiment, summaries, inference, _planned(exp, definition, len(stored)))
+        summaries = _summaries(stored)
+        labels = {s.label for s in summaries}
+        inference = [(label, InferenceResult.from_dict(d)) for label, d in store.inference(name) if label in labels]
+        attempts = [_attempt_row(s) for s in store.trials(name, all_attempts=True)] if all_attempts else []
+        return Results(name, summaries, inference, planned, missing=missing, undefined=_summaries(gone),
+                       attempts=attempts)
     finally:
         store.close()
 
 
-def _planned(exp: Experiment | None, definition: dict | None, stored: int) -> int:
-    """How many trials the last run asked for (phase one of a two-phase study counts as its whole)."""
-    if exp is None or exp.select:
-        return stored
-    return len(exp.trials(definition.get("seeds_requested")))
+def _summaries(stored: list[StoredTrial]) -> list[ConfigSummary]:
+    labels = {s.result.spec.config_key(): s.label for s in stored}
+    return summarize([s.result for s in stored], labels)
 
 
 def stored_experiments(results_dir: Path | str = DEFAULT_RESULTS) -> list[str]:
@@ -185,17 +241,20 @@ def run(experiment: str | Experiment, seeds: int | None = None, results_dir: Pat
     finally:
         store.close()
     try:
-        results = load_results(exp.name, results_dir)
+        results = load_results(exp, results_dir, seeds)
     except ResultsMissing:  # nothing stored yet: every trial is being run by another process
         results = Results(exp.name, [], [], len(exp.trials(seeds)))
     results.run_summary = summary
     return results
 
 
-def write_report(experiment: str, results_dir: Path | str = DEFAULT_RESULTS, out: Path | str | None = None):
-    """Report of the stored results of `experiment` into `out` (default: RESULTS/EXPERIMENT-report)."""
+def write_report(experiment: str | Experiment, results_dir: Path | str = DEFAULT_RESULTS,
+                 out: Path | str | None = None, allow_mixed: bool = False):
+    """Report of the stored results of `experiment` into `out` (default: RESULTS/EXPERIMENT-report).
+    Time differences are not tested across mixed environments unless `allow_mixed`."""
     from .report.render import write_report as render
 
     res = load_results(experiment, results_dir)
-    out = Path(out) if out else Path(results_dir) / f"{experiment}-report"
-    return render(experiment, res.trials, out, {s.key: s.label for s in res.summaries}, res.throughput, res.partial)
+    out = Path(out) if out else Path(results_dir) / f"{res.experiment}-report"
+    return render(res.experiment, res.trials, out, {s.key: s.label for s in res.summaries}, res.throughput,
+                  res.partial, undefined=res.undefined, allow_mixed=allow_mixed)

@@ -30,11 +30,37 @@ def print_results(results) -> None:
     title = f"{results.experiment}: mean ± std over seeds" + (" (PARTIAL: some trials missing)" if results.partial else "")
     console.print(table(title, ["Configuration", "Optimizer", "BatchNorm", "LR schedule", "Batch", "Test accuracy",
                                 f"Time to {target:.0%}", "Epochs to target", "Reached", "Status"], rows))
+    print_provenance(results)
     if results.inference:
         console.print(table("inference (test set): mean ± std over the trained models",
                             ["Configuration", "Batch", "Models", "images / s", "ms / image"],
                             [(r.label, r.batch_size, r.seeds, r.images_per_second_text, f"{r.ms_per_image:.4f}")
                              for r in results.throughput]))
+
+
+def print_provenance(results) -> None:
+    """Code revisions per configuration, the mixed-environment mark, and stored configurations the
+    experiment no longer defines (kept apart from the table above)."""
+    console.print(table("code and environment per configuration", ["Configuration", "Code revisions", "Environment"],
+                        [(r.configuration, r.revisions, f"[yellow]{r.environment}[/yellow]" if r.environment
+                          else "one environment") for r in results.rows]))
+    if any(r.environment for r in results.rows):
+        console.print("mixed environment: times from different machines, thread counts, torch versions or "
+                      "precisions; the report does not test them against each other unless --allow-mixed",
+                      highlight=False)
+    if results.undefined:
+        console.print(table("stored but no longer defined (left out above)", ["Configuration", "Trials"],
+                            [(s.label, s.n) for s in results.undefined]))
+
+
+def print_attempts(results) -> None:
+    fmt_time = lambda t: time.strftime("%Y-%m-%d %H:%M", time.localtime(t))  # noqa: E731
+    console.print(table(f"{results.experiment}: every attempt", ["Configuration", "Seed", "Attempt", "State",
+                                                                 "Status", "Test accuracy", "Time to target",
+                                                                 "Stored", "Revision"],
+                        [(a.configuration, a.seed, a.attempt, a.state, a.status, _fmt(a.final_accuracy, None, 100, "%"),
+                          _fmt(a.time_to_target_s, None, unit=" s"), fmt_time(a.finished), a.revision)
+                         for a in results.attempts]))
 
 
 def run(
@@ -102,9 +128,12 @@ def run(
 
 
 def results(
-    experiment: Optional[str] = typer.Argument(None, help="experiment name; all stored ones when omitted"),
+    experiment: Optional[str] = typer.Argument(None, help="experiment name (its last run's definition) or TOML "
+                                               "file (its current one); all stored experiments when omitted"),
     results_dir: Path = ResultsDir,
     fmt: str = typer.Option("table", "--format", help="table, csv or json"),
+    all_attempts: bool = typer.Option(False, "--all-attempts", help="also list every stored attempt of each "
+                                      "trial (reruns and retries), not only the latest finished one"),
 ):
     """The recap table (mean and spread over seeds), or a CSV / JSON export."""
     from .. import api
@@ -114,9 +143,11 @@ def results(
         raise BadInput(f"unknown format '{fmt}'", "use table, csv or json")
     names = api.stored_experiments(results_dir) if experiment is None else [experiment]
     for name in names:
-        res = api.load_results(name, results_dir)
+        res = api.load_results(name, results_dir, all_attempts=all_attempts)
         if fmt == "table":
             print_results(res)
+            if all_attempts:
+                print_attempts(res)
         else:
             typer.echo(res.to_csv() if fmt == "csv" else res.to_json())
 
@@ -125,11 +156,13 @@ def report(
     experiment: str = typer.Argument(..., help="experiment name"),
     results_dir: Path = ResultsDir,
     out: Optional[Path] = typer.Option(None, help="output folder (default: RESULTS/EXPERIMENT-report)"),
+    allow_mixed: bool = typer.Option(False, "--allow-mixed", help="test time differences even between trials "
+                                     "from different machines, thread counts, torch versions or precisions"),
 ):
     """Write report.html (self-contained), report.md and the figures."""
     from ..api import write_report
 
-    paths = write_report(experiment, results_dir, out)
+    paths = write_report(experiment, results_dir, out, allow_mixed)
     console.print(f"report written: {paths.html}")
 
 

@@ -6,8 +6,10 @@ import os
 import platform
 import subprocess
 import sys
+from contextlib import contextmanager
 from functools import lru_cache
 from pathlib import Path
+from typing import Iterator
 
 import torch
 
@@ -36,19 +38,55 @@ def _ram_gb() -> float | None:
 
 
 @lru_cache(maxsize=1)
-def git_revision() -> str | None:
-    """The project's git revision (with +dirty), when run from a checkout."""
+def code_version() -> tuple[str | None, bool | None]:
+    """The project's git revision (12 hex digits) and whether tracked files differ from it, when run from
+    a checkout; (None, None) from an installed package. Read once per process: a trial is attributed to
+    the code its process imported, not to edits made to the tree while it ran."""
     here = Path(__file__).resolve().parent
     try:
         rev = subprocess.run(["git", "-C", str(here), "rev-parse", "--short=12", "HEAD"],
                              capture_output=True, text=True, timeout=2)
         if rev.returncode != 0:
-            return None
+            return None, None
         dirty = subprocess.run(["git", "-C", str(here), "status", "--porcelain", "--untracked-files=no"],
                                capture_output=True, text=True, timeout=2).stdout.strip()
-        return rev.stdout.strip() + ("+dirty" if dirty else "")
+        return rev.stdout.strip(), bool(dirty)
     except (OSError, subprocess.SubprocessError):
-        return None
+        return None, None
+
+
+def git_revision() -> str | None:
+    """The revision with '+dirty' appended when the tree was modified: one readable token."""
+    rev, dirty = code_version()
+    return None if rev is None else rev + ("+dirty" if dirty else "")
+
+
+def package_version() -> str:
+    from .. import __version__
+
+    return __version__
+
+
+def usable_cores() -> int:
+    return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
+
+
+def resolve_threads(requested: int | None, share: int = 1) -> int:
+    """The explicit thread count of one trial: the spec's own, or this machine's usable cores divided among
+    the `share` trials that run side by side on it (never less than one)."""
+    return requested or max(1, usable_cores() // max(1, share))
+
+
+@contextmanager
+def torch_threads(n: int) -> Iterator[None]:
+    """Run a trial with exactly `n` intra-op threads and restore the previous count afterwards, so a count
+    set for one trial never leaks into the next one (or into a notebook) in the same process."""
+    before = torch.get_num_threads()
+    torch.set_num_threads(n)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(before)
 
 
 def describe() -> dict[str, object]:
@@ -59,7 +97,7 @@ def describe() -> dict[str, object]:
         "os": f"{platform.system()} {platform.release()}",
         "cpu": _cpu_model(),
         "logical_cores": os.cpu_count(),
-        "usable_cores": len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count(),
+        "usable_cores": usable_cores(),
         "ram_gb": _ram_gb(),
         "python": platform.python_version(),
         "torch": torch.__version__,
@@ -68,5 +106,8 @@ def describe() -> dict[str, object]:
         "cuda_available": cuda,
         "gpu": torch.cuda.get_device_name(0) if cuda else None,
         "mps_available": mps,
-        "mnistbench_git": git_revision(),
+        "mnistbench_git": git_revision(),  # revision+dirty in one token, as older stores have it
+        "mnistbench_version": package_version(),
+        "git_revision": code_version()[0],
+        "git_dirty": code_version()[1],
     }

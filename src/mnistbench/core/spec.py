@@ -42,7 +42,14 @@ class TrialSpec(BaseModel):
     precision: Precision = "fp32"
     channels_last: bool = False
     label_smoothing: float = Field(0.0, ge=0, lt=1)
-    threads: int | None = Field(None, gt=0)
+    # Intra-op CPU threads. Set, it is part of what is compared (and of the id): every executor runs the
+    # trial with exactly that many. Unset (the default), the executor resolves it to an explicit number for
+    # where the trial runs (all usable cores in-process, an equal share in a pool, the task's CPUs on Ray) and
+    # the number is stored in the trial's environment, not in the id: a run resumed with other --workers
+    # then reuses the trials already stored, and the configuration is marked "mixed environment" so that
+    # its times are not tested against others unless asked (--allow-mixed). Putting the resolved count in the
+    # id instead would silently split one configuration in two and rerun every stored trial on resume.
+    threads: int | None = Field(None, gt=0, description="CPU threads; None: resolved by the executor")
     compile: bool = False
     device: str = "auto"
     seed: int = Field(0, ge=0)

@@ -5,8 +5,10 @@ from __future__ import annotations
 
 import math
 import warnings
+from contextlib import contextmanager
+from contextvars import ContextVar
 from dataclasses import dataclass, field
-from typing import Callable, Sequence
+from typing import Callable, Iterator, Sequence
 
 from scipy import stats
 
@@ -105,6 +107,59 @@ METRICS: dict[str, Metric] = {
 }
 
 
+# What makes two trials' times incomparable. Each entry reads one factor off a trial; a group of trials that
+# takes more than one value of any of them comes from a "mixed environment".
+ENVIRONMENT_FACTORS: dict[str, Callable[[TrialResult], object]] = {
+    "machine": lambda r: " + ".join(str(v) for v in (r.environment.get("cpu"), r.environment.get("gpu")) if v),
+    "threads": lambda r: r.environment.get("torch_threads"),
+    "torch": lambda r: r.environment.get("torch"),
+    "precision": lambda r: r.spec.precision,
+}
+TIMED_METRICS = frozenset({"time_to_target"})  # metrics measured by the clock, which the environment moves
+# Factors two compared configurations must share as well; precision may differ between them (it can be the very
+# technique compared), only not within one configuration.
+SHARED_FACTORS = ("machine", "threads", "torch")
+
+# Whether time differences may be tested across mixed environments. A policy of a whole report or session
+# (set by `--allow-mixed`), not of one comparison, so it is held here rather than passed through every caller.
+_ALLOW_MIXED: ContextVar[bool] = ContextVar("allow_mixed", default=False)
+
+
+@contextmanager
+def mixed_environments_allowed(allow: bool = True) -> Iterator[None]:
+    token = _ALLOW_MIXED.set(allow)
+    try:
+        yield
+    finally:
+        _ALLOW_MIXED.reset(token)
+
+
+def environment_mix(results: Sequence[TrialResult], factors: Sequence[str] = tuple(ENVIRONMENT_FACTORS)
+                    ) -> dict[str, list]:
+    """The factors on which `results` differ, each with its values in order of appearance ({} when uniform).
+    Results stored before a factor was recorded (None) are not told apart on it."""
+    mix = {}
+    for name in factors:
+        read = ENVIRONMENT_FACTORS[name]
+        values = list(dict.fromkeys(v for r in results if (v := read(r)) not in (None, "")))
+        if len(values) > 1:
+            mix[name] = values
+    return mix
+
+
+def mix_text(mix: dict[str, list]) -> str:
+    """'threads 1, 2; torch 2.12.0, 2.13.0'."""
+    return "; ".join(f"{name} {', '.join(str(v) for v in values)}" for name, values in mix.items())
+
+
+def revision_text(r: TrialResult) -> str:
+    """The code a trial ran: '6152a2c6db84', '5750aec13ed7+dirty', or 'unknown' (no checkout, older stores)."""
+    env = r.environment
+    if env.get("git_revision"):
+        return env["git_revision"] + ("+dirty" if env.get("git_dirty") else "")
+    return env.get("mnistbench_git") or "unknown"
+
+
 def metric_stat(results: Sequence[TrialResult], metric: str) -> Stat:
     get = METRICS[metric].value
     return Stat(tuple(float(v) for r in results if (v := get(r)) is not None))
@@ -166,6 +221,16 @@ class ConfigSummary:
     @property
     def optimizer_name(self) -> str:
         return optimizer_title(self.spec.optimizer)
+
+    @property
+    def environment_mix(self) -> dict[str, list]:
+        """Factors on which this configuration's trials differ ({} when they share one environment)."""
+        return environment_mix(self.results)
+
+    @property
+    def revisions(self) -> list[str]:
+        """The code revisions its trials came from, in order of appearance."""
+        return list(dict.fromkeys(revision_text(r) for r in self.results))
 
 
 def derive_label(spec: TrialSpec, omit: frozenset[str] = frozenset()) -> str:
@@ -302,5 +367,13 @@ def compare(a: Sequence[TrialResult], b: Sequence[TrialResult], metric: str = "a
     diff = sa.mean - sb.mean if sa.n and sb.n else None
     target = target_text((list(a) or list(b))[0].spec.target) if (a or b) else "the target"
     sentence = _sentence(m, a_label, sa, len(a), b_label, sb, len(b), p, target)
+    mix = {}
+    if metric in TIMED_METRICS and not _ALLOW_MIXED.get():
+        mix = {**environment_mix([*a, *b], SHARED_FACTORS), **environment_mix(a), **environment_mix(b)}
+    if mix:  # times from different machines, thread counts or builds measure the environment too: no test
+        t = p = d = g = diff = None
+        sentence = (f"Not tested: the {m.noun.format(target=target)} of {a_label} and {b_label} was measured in "
+                    f"mixed environments ({mix_text(mix)}); times are compared only within one environment "
+                    "(--allow-mixed tests them anyway).")
     return Comparison(metric, m.noun.format(target=target), a_label, b_label, sa, sb, len(a), len(b), diff, d, g, t,
                       p, sentence)

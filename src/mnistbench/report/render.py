@@ -12,8 +12,8 @@ from typing import Any, Sequence
 from jinja2 import Environment, FileSystemLoader
 
 from . import plots
-from .analysis import (METRICS, Comparison, ConfigSummary, ThroughputRow, describe_stat, p_text, summarize,
-                       target_text)
+from .analysis import (METRICS, Comparison, ConfigSummary, ThroughputRow, describe_stat, mix_text,
+                       mixed_environments_allowed, p_text, summarize, target_text)
 from .questions import FACTORS, Question, batch_studies, conclusions, family, holm_survivors, questions
 from ..errors import ResultsMissing
 from .plots import FigurePaths
@@ -26,7 +26,7 @@ TEMPLATES = Path(__file__).parent / "templates"
 ENV_FIELDS = {"cpu": "CPU", "logical_cores": "Logical cores", "usable_cores": "Usable cores",
               "torch_threads": "Torch threads", "ram_gb": "RAM (GB)", "os": "OS", "python": "Python",
               "torch": "PyTorch", "torch_build": "PyTorch build", "device": "Device", "gpu": "GPU",
-              "mnistbench_git": "Git revision"}
+              "mnistbench_git": "Git revision", "mnistbench_version": "mnistbench"}
 
 
 @dataclass(frozen=True)
@@ -73,6 +73,20 @@ def _row(s: ConfigSummary) -> Row:
                _mean_ci(s.time_to_target, "time_to_target", "not reached"),
                f"{s.epochs_to_target.mean:.2f}" if s.epochs_to_target.n else "–",
                f"{s.reached}/{s.n}" + (f" · {broken}" if broken else ""))
+
+
+@dataclass(frozen=True)
+class Provenance:
+    """Where one configuration's numbers came from: the code revisions and whether the environment mixed."""
+
+    label: str
+    trials: int
+    revisions: str
+    mixed: str  # "" when every trial ran in one environment, else what differs ("threads 1, 2")
+
+
+def _provenance(summaries: Sequence[ConfigSummary]) -> list[Provenance]:
+    return [Provenance(s.label, s.n, ", ".join(s.revisions), mix_text(s.environment_mix)) for s in summaries]
 
 
 def _environments(results: Sequence[TrialResult]) -> list[dict[str, Any]]:
@@ -195,15 +209,19 @@ def _embed(f: FigurePaths, out_dir: Path) -> EmbeddedFigure:
 
 
 def write_report(experiment: str, results: list[TrialResult], out_dir: Path, labels: dict[str, str] | None = None,
-                 inference: Sequence[ThroughputRow] | None = None, partial: bool = False) -> ReportPaths:
-    """Write out_dir/report.html, out_dir/report.md and out_dir/figures/*; `labels`: config_key -> name."""
+                 inference: Sequence[ThroughputRow] | None = None, partial: bool = False,
+                 undefined: Sequence[ConfigSummary] = (), allow_mixed: bool = False) -> ReportPaths:
+    """Write out_dir/report.html, out_dir/report.md and out_dir/figures/*; `labels`: config_key -> name.
+    `undefined`: stored configurations the experiment no longer defines, listed apart and never compared;
+    `allow_mixed`: test time differences even across mixed environments."""
     if not results:
         raise ResultsMissing(f"no results to report for experiment '{experiment}'",
                              "run the experiment first, or check that the store path is the one it wrote to")
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     summaries = summarize(results, labels)
-    qs, studies = questions(summaries), batch_studies(summaries)
+    with mixed_environments_allowed(allow_mixed):
+        qs, studies = questions(summaries), batch_studies(summaries)
     kept = holm_survivors(family(qs, studies))
     made = _figures(summaries, qs, studies, list(inference or []), out_dir / "figures")
     target = target_text(results[0].spec.target)
@@ -217,6 +235,8 @@ def write_report(experiment: str, results: list[TrialResult], out_dir: Path, lab
         "figures": [_embed(f, out_dir) for f in made], "inference": list(inference or []),
         "conclusions": conclusions(qs, studies), "effect": effect_text,
         "verdict": lambda c: verdict(c, kept),
+        "provenance": _provenance(summaries), "allow_mixed": allow_mixed,
+        "undefined": [(s.label, s.n) for s in undefined],
     }
     env = Environment(loader=FileSystemLoader(TEMPLATES), autoescape=lambda name: name.endswith(".html.j2"),
                       trim_blocks=True, lstrip_blocks=True)

@@ -3,16 +3,16 @@ or on a Ray cluster. The driver (runner.py) alone writes to the store, so execut
 
 from __future__ import annotations
 
-import os
 from concurrent.futures import FIRST_COMPLETED, ProcessPoolExecutor, wait
 from concurrent.futures.process import BrokenProcessPool
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from multiprocessing import get_context
 from typing import Callable, Iterable, Iterator, Protocol
 
 from ..errors import BadInput
 from .jobs import Job, JobOutput, execute, failed_output
 from ..registry import Registry
+from ..core.hardware import resolve_threads
 from ..core.trial import Progress
 
 
@@ -30,20 +30,16 @@ class InProcess:
 
     def run(self, jobs: Iterable[Job]) -> Iterator[JobOutput]:
         for job in jobs:
+            job = replace(job, threads=resolve_threads(job.spec.threads))  # alone here: every usable core
             yield execute(job, self.progress(job) if self.progress else None)
 
 
-def _init_worker(threads: int) -> None:
+def _init_worker() -> None:
     import signal
-
-    import torch
 
     # Ctrl-C reaches the whole process group: the driver alone handles it (and stops the workers), so
     # workers neither print tracebacks of their own nor break the pool under it.
     signal.signal(signal.SIGINT, signal.SIG_IGN)
-
-    # Workers share the cores: each gets its slice, or they would oversubscribe and all slow down.
-    torch.set_num_threads(threads)
 
 
 def _death_reason(process) -> str:
@@ -67,9 +63,7 @@ class LocalPool:
     target: Callable[[Job], JobOutput] = execute  # what a worker runs per job (a picklable, top-level function)
 
     def run(self, jobs: Iterable[Job]) -> Iterator[JobOutput]:
-        threads = max(1, (os.cpu_count() or 1) // self.workers)
-        new_pool = lambda: ProcessPoolExecutor(1, mp_context=get_context("spawn"), initializer=_init_worker,
-                                               initargs=(threads,))
+        new_pool = lambda: ProcessPoolExecutor(1, mp_context=get_context("spawn"), initializer=_init_worker)
         pools = [new_pool() for _ in range(self.workers)]
         queue = iter(jobs)
         running: dict = {}  # future -> (slot, job)
@@ -78,6 +72,9 @@ class LocalPool:
         def start(slot: int) -> None:
             job = next(queue, None)  # taken (and so claimed) only when a worker is free for it
             if job is not None:
+                # Workers share the cores: each trial gets its slice (unless its spec sets its own count), or
+                # they would oversubscribe and all slow down; the count travels with the job and is stored.
+                job = replace(job, threads=resolve_threads(job.spec.threads, self.workers))
                 running[pools[slot].submit(self.target, job)] = (slot, job)
                 # Kept to read its exit code should it die: a broken pool forgets its processes.
                 processes[slot] = list((pools[slot]._processes or {}).values())
@@ -117,7 +114,7 @@ class RayCluster:
     """Ray: a local cluster started on demand, or an existing one at `address`."""
 
     address: str | None = None
-    cpus_per_trial: float = 1.0
+    cpus_per_trial: int = 1  # threads of a trial whose spec does not set its own; Ray reserves as many CPUs
 
     def run(self, jobs: Iterable[Job]) -> Iterator[JobOutput]:
         try:
@@ -129,8 +126,14 @@ class RayCluster:
             ray.init(address=self.address, include_dashboard=False, log_to_driver=False,
                      configure_logging=False)
         try:
-            remote = ray.remote(num_cpus=self.cpus_per_trial)(execute)
-            pending = {remote.remote(job): job for job in jobs}
+            remote = ray.remote(execute)
+            pending = {}
+            for job in jobs:
+                # The task reserves exactly the CPUs its trial's threads will use, so Ray never packs more
+                # threads onto a node than it has cores, and the count is the one stored with the result.
+                threads = job.spec.threads or self.cpus_per_trial
+                job = replace(job, threads=threads)
+                pending[remote.options(num_cpus=threads).remote(job)] = job
             while pending:
                 done, _ = ray.wait(list(pending), num_returns=1)
                 job = pending.pop(done[0])

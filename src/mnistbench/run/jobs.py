@@ -11,6 +11,7 @@ import torch
 
 from ..data import Data, load
 from .experiments import Inference
+from ..core.hardware import resolve_threads, torch_threads
 from ..core.inference import InferenceResult, measure_inference
 from ..core.result import TrialResult
 from ..core.spec import TrialSpec
@@ -24,6 +25,9 @@ class Job:
     label: str
     spec: TrialSpec
     inference: Inference | None = None
+    # Intra-op threads the trial runs with, resolved by the executor that places it (it knows how many
+    # trials share the machine); None: resolved where it runs, as for a trial alone on the machine.
+    threads: int | None = None
 
 
 @dataclass
@@ -58,11 +62,14 @@ def _failed(spec: TrialSpec, error: str) -> TrialResult:
 def execute(job: Job, progress: Callable[[Progress], None] | None = None) -> JobOutput:
     """Run a job. A crash inside training becomes a `failed` result (retried on the next run), so one bad
     trial never takes an experiment down; bad input was rejected long before, when specs were built."""
-    try:
-        data = _data(job.spec)
-        result = run_trial(job.spec, data, progress)
-    except Exception as exc:  # noqa: BLE001 - recorded, shown, and retried, never swallowed
-        return JobOutput(job, _failed(job.spec, f"{type(exc).__name__}: {exc}\n{traceback.format_exc(limit=5)}"))
+    # Every trial runs with an explicit thread count (set here, restored after), so no trial inherits the
+    # count a previous one left in this process; run_trial records it in the environment it stores.
+    with torch_threads(job.threads or resolve_threads(job.spec.threads)):
+        try:
+            data = _data(job.spec)
+            result = run_trial(job.spec, data, progress)
+        except Exception as exc:  # noqa: BLE001 - recorded, shown, and retried, never swallowed
+            return JobOutput(job, _failed(job.spec, f"{type(exc).__name__}: {exc}\n{traceback.format_exc(limit=5)}"))
     inference = None
     if job.inference is not None and result.status != "diverged":
         try:

@@ -51,6 +51,16 @@ def _select_winners(experiment: Experiment, store: ResultStore, seeds: int) -> l
             for key, (_, spec) in sorted(best.items()) for s in range(seeds)]
 
 
+def planned_trials(experiment: Experiment, store: ResultStore, seeds: int | None = None) -> list[tuple[str, TrialSpec]]:
+    """Every trial the experiment's definition asks for: phase one, and for a two-phase study the winners
+    rerun with every seed as chosen from what phase one stored so far (provisional until phase one is done)."""
+    planned = experiment.trials(seeds)
+    if experiment.select:
+        winners = _select_winners(experiment, store, seeds or experiment.seeds)
+        planned += [(label, spec) for label, spec in winners if spec.id not in {s.id for _, s in planned}]
+    return planned
+
+
 def run_experiment(experiment: Experiment, store: ResultStore, executor: Executor, seeds: int | None = None,
                    rerun: bool = False, on_event: Callable[[RunEvent], None] | None = None) -> RunSummary:
     store.save_experiment(experiment.name, {**experiment.model_dump(mode="json"),

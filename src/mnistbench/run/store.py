@@ -20,6 +20,11 @@ from ..core.result import TrialResult
 DB_NAME = "results.sqlite"
 FINISHED = ("reached", "budget", "diverged")  # "failed" trials are retried on the next run
 
+SCHEMA_VERSION = 2  # PRAGMA user_version: 0 = the first layout (one row per trial), 2 = attempts
+
+# A trial may have several attempts (a rerun, a retry after a failure): each is a row of its own and no
+# measurement is ever overwritten. The current attempt of a trial is its latest finished one (or, with
+# none finished, its latest); earlier ones are marked `superseded` once a later one finishes.
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS experiments (
     name TEXT PRIMARY KEY, definition TEXT NOT NULL, updated REAL NOT NULL);
@@ -27,17 +32,48 @@ CREATE TABLE IF NOT EXISTS trials (
     experiment TEXT NOT NULL, spec_id TEXT NOT NULL, label TEXT NOT NULL, config_key TEXT NOT NULL,
     seed INTEGER NOT NULL, status TEXT NOT NULL, final_accuracy REAL, time_to_target_s REAL,
     spec TEXT NOT NULL, result TEXT NOT NULL, environment TEXT NOT NULL, finished REAL NOT NULL,
-    PRIMARY KEY (experiment, spec_id));
+    attempt INTEGER NOT NULL DEFAULT 1, superseded REAL, package_version TEXT, git_revision TEXT,
+    git_dirty INTEGER, PRIMARY KEY (experiment, spec_id, attempt));
 CREATE TABLE IF NOT EXISTS curves (
     experiment TEXT NOT NULL, spec_id TEXT NOT NULL, step INTEGER NOT NULL, epoch REAL NOT NULL,
     train_seconds REAL NOT NULL, wall_seconds REAL NOT NULL, train_loss REAL, eval_accuracy REAL,
-    eval_loss REAL, lr REAL, PRIMARY KEY (experiment, spec_id, step));
+    eval_loss REAL, lr REAL, attempt INTEGER NOT NULL DEFAULT 1, PRIMARY KEY (experiment, spec_id, attempt, step));
 CREATE TABLE IF NOT EXISTS inference (
     experiment TEXT NOT NULL, label TEXT NOT NULL, spec_id TEXT NOT NULL, result TEXT NOT NULL,
-    finished REAL NOT NULL, PRIMARY KEY (experiment, label, spec_id));
+    finished REAL NOT NULL, attempt INTEGER NOT NULL DEFAULT 1, PRIMARY KEY (experiment, label, spec_id, attempt));
 CREATE TABLE IF NOT EXISTS claims (
     experiment TEXT NOT NULL, spec_id TEXT NOT NULL, owner TEXT NOT NULL, claimed REAL NOT NULL,
     PRIMARY KEY (experiment, spec_id));
+"""
+
+# From the first layout: the same rows, each becoming attempt 1, with the code version split out of the
+# environment's 'mnistbench_git' ("abc123+dirty"). Keys change, so tables are rebuilt (SQLite cannot alter a
+# primary key); nothing is dropped before its copy is in place, all in one transaction.
+MIGRATE_FROM_V0 = """
+ALTER TABLE trials RENAME TO trials_v0;
+ALTER TABLE curves RENAME TO curves_v0;
+ALTER TABLE inference RENAME TO inference_v0;
+""" + SCHEMA + """
+INSERT INTO trials (experiment, spec_id, label, config_key, seed, status, final_accuracy, time_to_target_s, spec,
+                    result, environment, finished, attempt, superseded, package_version, git_revision, git_dirty)
+SELECT experiment, spec_id, label, config_key, seed, status, final_accuracy, time_to_target_s, spec, result,
+       environment, finished, 1, NULL, json_extract(environment, '$.mnistbench_version'),
+       NULLIF(replace(json_extract(environment, '$.mnistbench_git'), '+dirty', ''), ''),
+       CASE WHEN json_extract(environment, '$.mnistbench_git') IS NULL THEN NULL
+            ELSE json_extract(environment, '$.mnistbench_git') LIKE '%+dirty' END
+FROM trials_v0;
+INSERT INTO curves SELECT *, 1 FROM curves_v0;
+INSERT INTO inference SELECT *, 1 FROM inference_v0;
+DROP TABLE trials_v0;
+DROP TABLE curves_v0;
+DROP TABLE inference_v0;
+"""
+
+# The current attempt of every trial: the latest finished one, else the latest (a trial that only failed).
+CURRENT = """
+SELECT t.* FROM trials t WHERE t.experiment = ? AND t.attempt = (
+    SELECT u.attempt FROM trials u WHERE u.experiment = t.experiment AND u.spec_id = t.spec_id
+    ORDER BY u.status IN ('reached', 'budget', 'diverged') DESC, u.attempt DESC LIMIT 1)
 """
 
 
@@ -46,6 +82,10 @@ class StoredTrial:
     experiment: str
     label: str
     result: TrialResult
+    attempt: int = 1
+    finished: float = 0.0  # when the attempt was stored (seconds since the epoch)
+    superseded: bool = False  # a later attempt of the same trial finished
+    current: bool = True  # the attempt results use: the latest finished one
 
 
 def _start_time(pid: int) -> str:
@@ -85,6 +125,13 @@ class ResultStore:
                 if not self.path.exists():
                     raise StoreError(f"no results in {self.folder}", "run an experiment first, or pass --results DIR")
                 self.conn = sqlite3.connect(f"file:{self.path}?mode=ro", uri=True, timeout=60)
+                if self._version() < SCHEMA_VERSION:
+                    # An older store opened for reading (a reference store, another user's folder) is not
+                    # written to: it is read through a migrated copy in memory.
+                    disk, self.conn = self.conn, sqlite3.connect(":memory:", isolation_level=None)
+                    disk.backup(self.conn)
+                    disk.close()
+                    self._migrate()
             else:
                 self.folder.mkdir(parents=True, exist_ok=True)
                 self.conn = sqlite3.connect(self.path, timeout=60, isolation_level=None)
@@ -105,12 +152,37 @@ class ResultStore:
                 # WAL: readers never block the writer, and a crash mid-write leaves the last commit intact.
                 self.conn.execute("PRAGMA journal_mode=WAL")
                 self.conn.execute("PRAGMA synchronous=NORMAL")
-                self.conn.executescript(SCHEMA)
+                self._migrate()
                 return
             except sqlite3.OperationalError as exc:
                 if "locked" not in str(exc) or attempt == attempts - 1:
                     raise
                 time.sleep(0.1)
+
+    def _version(self) -> int:
+        return self.conn.execute("PRAGMA user_version").fetchone()[0]
+
+    def _migrate(self) -> None:
+        """Bring the schema up to SCHEMA_VERSION in one transaction (a new store just gets it)."""
+        self.conn.execute("BEGIN IMMEDIATE")
+        try:
+            old = self.conn.execute("SELECT 1 FROM sqlite_master WHERE name = 'trials'").fetchone()
+            version = self._version()
+            if old and version < 2:
+                self._run_script(MIGRATE_FROM_V0)
+            elif version < SCHEMA_VERSION:
+                self._run_script(SCHEMA)
+            self.conn.execute(f"PRAGMA user_version = {SCHEMA_VERSION}")
+            self.conn.execute("COMMIT")
+        except BaseException:
+            self.conn.execute("ROLLBACK")
+            raise
+
+    def _run_script(self, script: str) -> None:
+        # executescript() would commit the open transaction first; statement by statement keeps it atomic.
+        for statement in script.split(";"):
+            if statement.strip():
+                self.conn.execute(statement)
 
     def close(self) -> None:
         self.conn.close()
@@ -142,33 +214,46 @@ class ResultStore:
         self._write([("INSERT OR REPLACE INTO experiments VALUES (?, ?, ?)",
                       (name, json.dumps(definition, default=str), time.time()))])
 
-    def add_trial(self, experiment: str, label: str, result: TrialResult, inference=None) -> None:
-        """The trial, its curve and its inference measurement in one transaction."""
+    def add_trial(self, experiment: str, label: str, result: TrialResult, inference=None) -> int:
+        """The trial as a new attempt (earlier attempts stay), with its curve and its inference measurement,
+        in one transaction; earlier attempts are marked superseded only if this one finished. Returns the
+        attempt number."""
         spec = result.spec
         payload = result.to_dict()
         curve = payload.pop("curve")  # kept as rows of its own, queryable
-        statements = [
-            ("DELETE FROM curves WHERE experiment = ? AND spec_id = ?", (experiment, spec.id)),
-            ("INSERT OR REPLACE INTO trials VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
-             (experiment, spec.id, label, spec.config_key(), spec.seed, result.status, result.final_accuracy,
-              result.time_to_target_s, json.dumps(payload["spec"]), json.dumps(payload),
-              json.dumps(result.environment), time.time())),
-            ("DELETE FROM claims WHERE experiment = ? AND spec_id = ?", (experiment, spec.id)),
-        ]
-        if curve:
-            statements.append(("INSERT INTO curves VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
-                               [(experiment, spec.id, p["step"], p["epoch"], p["train_seconds"], p["wall_seconds"],
-                                 p["train_loss"], p["eval_accuracy"], p["eval_loss"], p["lr"]) for p in curve]))
-        if inference is not None:
-            statements.append(("INSERT OR REPLACE INTO inference VALUES (?, ?, ?, ?, ?)",
-                               (experiment, label, spec.id, json.dumps(inference.to_dict()), time.time())))
-        self._write(statements)
+        env = result.environment
+        dirty = env.get("git_dirty")
+        with self._transaction() as conn:
+            attempt = conn.execute("SELECT COALESCE(MAX(attempt), 0) + 1 FROM trials WHERE experiment = ? AND "
+                                   "spec_id = ?", (experiment, spec.id)).fetchone()[0]
+            now = time.time()
+            conn.execute(
+                "INSERT INTO trials (experiment, spec_id, label, config_key, seed, status, final_accuracy, "
+                "time_to_target_s, spec, result, environment, finished, attempt, superseded, package_version, "
+                "git_revision, git_dirty) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, NULL, ?, ?, ?)",
+                (experiment, spec.id, label, spec.config_key(), spec.seed, result.status, result.final_accuracy,
+                 result.time_to_target_s, json.dumps(payload["spec"]), json.dumps(payload), json.dumps(env), now,
+                 attempt, env.get("mnistbench_version"), env.get("git_revision"),
+                 None if dirty is None else int(dirty)))
+            if result.status in FINISHED:
+                conn.execute("UPDATE trials SET superseded = ? WHERE experiment = ? AND spec_id = ? AND attempt < ? "
+                             "AND superseded IS NULL", (now, experiment, spec.id, attempt))
+            conn.execute("DELETE FROM claims WHERE experiment = ? AND spec_id = ?", (experiment, spec.id))
+            if curve:
+                conn.executemany("INSERT INTO curves VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                                 [(experiment, spec.id, p["step"], p["epoch"], p["train_seconds"], p["wall_seconds"],
+                                   p["train_loss"], p["eval_accuracy"], p["eval_loss"], p["lr"], attempt)
+                                  for p in curve])
+            if inference is not None:
+                conn.execute("INSERT INTO inference VALUES (?, ?, ?, ?, ?, ?)",
+                             (experiment, label, spec.id, json.dumps(inference.to_dict()), now, attempt))
+        return attempt
 
     def relabel(self, experiment: str, spec_id: str, label: str) -> None:
         self._write([("UPDATE trials SET label = ? WHERE experiment = ? AND spec_id = ?", (label, experiment, spec_id))])
 
     def finished_ids(self, experiment: str) -> set[str]:
-        rows = self._read("SELECT spec_id FROM trials WHERE experiment = ? AND status IN (?, ?, ?)",
+        rows = self._read("SELECT DISTINCT spec_id FROM trials WHERE experiment = ? AND status IN (?, ?, ?)",
                           (experiment, *FINISHED))
         return {r[0] for r in rows}
 
@@ -206,21 +291,35 @@ class ResultStore:
     def experiments(self) -> list[str]:
         return [r[0] for r in self._read("SELECT DISTINCT experiment FROM trials ORDER BY experiment")]
 
-    def trials(self, experiment: str) -> Iterator[StoredTrial]:
-        """Stored trials of an experiment with their curves, in the order they finished."""
-        rows = self._read("SELECT spec_id, label, result FROM trials WHERE experiment = ? ORDER BY finished",
-                          (experiment,))
-        for spec_id, label, blob in rows:
+    def trials(self, experiment: str, all_attempts: bool = False) -> Iterator[StoredTrial]:
+        """The current attempt of each stored trial of an experiment (or, with `all_attempts`, every attempt),
+        with their curves, in the order they finished."""
+        current = {(r[0], r[1]) for r in self._read(f"SELECT spec_id, attempt FROM ({CURRENT})", (experiment,))}
+        sql = "SELECT spec_id, attempt, label, result, finished, superseded FROM trials WHERE experiment = ?"
+        rows = self._read(sql + " ORDER BY finished, attempt", (experiment,))
+        for spec_id, attempt, label, blob, finished, superseded in rows:
+            is_current = (spec_id, attempt) in current
+            if not (all_attempts or is_current):
+                continue
             payload = json.loads(blob)
             payload["curve"] = [dict(zip(("step", "epoch", "train_seconds", "wall_seconds", "train_loss",
                                           "eval_accuracy", "eval_loss", "lr"), r)) for r in self._read(
                 "SELECT step, epoch, train_seconds, wall_seconds, train_loss, eval_accuracy, eval_loss, lr "
-                "FROM curves WHERE experiment = ? AND spec_id = ? ORDER BY step", (experiment, spec_id))]
-            yield StoredTrial(experiment, label, TrialResult.from_dict(payload))
+                "FROM curves WHERE experiment = ? AND spec_id = ? AND attempt = ? ORDER BY step",
+                (experiment, spec_id, attempt))]
+            yield StoredTrial(experiment, label, TrialResult.from_dict(payload), attempt, finished,
+                              superseded is not None, is_current)
+
+    def code_versions(self, experiment: str) -> dict[str, tuple[str | None, str | None, bool | None]]:
+        """Per spec id, the package version, git revision and dirty flag of its current attempt."""
+        rows = self._read(f"SELECT spec_id, package_version, git_revision, git_dirty FROM ({CURRENT})", (experiment,))
+        return {r[0]: (r[1], r[2], None if r[3] is None else bool(r[3])) for r in rows}
 
     def inference(self, experiment: str) -> list[tuple[str, dict]]:
-        return [(label, json.loads(blob)) for label, blob in
-                self._read("SELECT label, result FROM inference WHERE experiment = ? ORDER BY finished", (experiment,))]
+        """Inference measurements of the current attempts."""
+        sql = (f"SELECT i.label, i.result FROM inference i JOIN ({CURRENT}) c ON i.spec_id = c.spec_id "
+               "AND i.attempt = c.attempt WHERE i.experiment = ? ORDER BY i.finished")
+        return [(label, json.loads(blob)) for label, blob in self._read(sql, (experiment, experiment))]
 
     def integrity_ok(self) -> bool:
         return self._read("PRAGMA integrity_check")[0][0] == "ok"
