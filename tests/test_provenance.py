@@ -110,9 +110,13 @@ def test_process_pool_gives_each_trial_its_share_and_a_resume_with_other_workers
 def test_ray_tasks_reserve_the_cpus_of_the_threads_their_trial_runs_with(monkeypatch):
     submitted = []
 
+    class Ref:  # an object reference: hashable, as Ray's are
+        def __init__(self, job):
+            self.job = job
+
     class Remote:
         def options(self, **resources):
-            return types.SimpleNamespace(remote=lambda job: submitted.append((resources, job)) or job)
+            return types.SimpleNamespace(remote=lambda job: submitted.append((resources, job)) or Ref(job))
 
     fake = types.SimpleNamespace(is_initialized=lambda: True, remote=lambda fn: Remote(), get=lambda ref: ref,
                                  wait=lambda pending, num_returns: (pending[:1], pending[1:]))
