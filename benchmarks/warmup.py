@@ -38,13 +38,13 @@ def main() -> None:
                      batch_size=args.batch_size, steps=args.steps, eval_every=0, threads=args.threads,
                      device=args.device, target=1.0)
     print(f"{args.model} + {args.optimizer}, batch {args.batch_size}, {args.steps} steps, "
-          f"warm-up {'off' if args.cold else 'on'}")
+          f"warm-up {'off' if args.cold else 'on'}", flush=True)
     per_step = []
     for run in range(1, args.runs + 1):
         result = run_trial(spec, data)
         per_step.append(result.train_seconds / result.steps)
         print(f"run {run}: {1000 * per_step[-1]:8.2f} ms/step   warm-up {result.warmup_seconds:6.3f} s   "
-              f"({result.device}, {result.environment.get('torch_threads')} threads)")
+              f"({result.device}, {result.environment.get('torch_threads')} threads)", flush=True)
     rest = per_step[1:]
     mean, spread = statistics.mean(rest), (statistics.stdev(rest) if len(rest) > 1 else 0.0)
     low, high = min(rest), max(rest)

@@ -26,7 +26,7 @@ from .clock import Stopwatch, now
 from ..data import Data, Split, load
 from ..errors import ConfigError
 from .hardware import describe
-from .horizon import EVALS_PER_EPOCH, horizon  # noqa: F401  (EVALS_PER_EPOCH re-exported for old imports)
+from .horizon import horizon
 from .models import build_model
 from .recipes import make_optimizer, make_schedule
 from .result import CurvePoint, EpochPoint, TrialResult
