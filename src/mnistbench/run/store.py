@@ -223,31 +223,33 @@ class ResultStore:
         curve = payload.pop("curve")  # kept as rows of its own, queryable
         env = result.environment
         dirty = env.get("git_dirty")
-        with self._transaction() as conn:
-            attempt = conn.execute("SELECT COALESCE(MAX(attempt), 0) + 1 FROM trials WHERE experiment = ? AND "
-                                   "spec_id = ?", (experiment, spec.id)).fetchone()[0]
-            now = time.time()
-            conn.execute(
-                "INSERT INTO trials (experiment, spec_id, label, config_key, seed, status, final_accuracy, "
-                "time_to_target_s, spec, result, environment, finished, attempt, superseded, package_version, "
-                "git_revision, git_dirty) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, NULL, ?, ?, ?)",
-                (experiment, spec.id, label, spec.config_key(), spec.seed, result.status, result.final_accuracy,
-                 result.time_to_target_s, json.dumps(payload["spec"]), json.dumps(payload), json.dumps(env), now,
-                 attempt, env.get("mnistbench_version"), env.get("git_revision"),
-                 None if dirty is None else int(dirty)))
-            if result.status in FINISHED:
-                conn.execute("UPDATE trials SET superseded = ? WHERE experiment = ? AND spec_id = ? AND attempt < ? "
-                             "AND superseded IS NULL", (now, experiment, spec.id, attempt))
-            conn.execute("DELETE FROM claims WHERE experiment = ? AND spec_id = ?", (experiment, spec.id))
-            if curve:
-                conn.executemany("INSERT INTO curves VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
-                                 [(experiment, spec.id, p["step"], p["epoch"], p["train_seconds"], p["wall_seconds"],
-                                   p["train_loss"], p["eval_accuracy"], p["eval_loss"], p["lr"], attempt)
-                                  for p in curve])
-            if inference is not None:
-                conn.execute("INSERT INTO inference VALUES (?, ?, ?, ?, ?, ?)",
-                             (experiment, label, spec.id, json.dumps(inference.to_dict()), now, attempt))
-        return attempt
+        now = time.time()
+        key = (experiment, spec.id)
+        # The attempt number is taken inside the write's transaction (one writer at a time), so two attempts
+        # can never share one; later statements find it as the trial's highest attempt.
+        latest = "(SELECT MAX(attempt) FROM trials WHERE experiment = ? AND spec_id = ?)"
+        statements = [
+            ("INSERT INTO trials (experiment, spec_id, label, config_key, seed, status, final_accuracy, "
+             "time_to_target_s, spec, result, environment, finished, attempt, superseded, package_version, "
+             "git_revision, git_dirty) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, "
+             f"COALESCE({latest}, 0) + 1, NULL, ?, ?, ?)",
+             (*key, label, spec.config_key(), spec.seed, result.status, result.final_accuracy,
+              result.time_to_target_s, json.dumps(payload["spec"]), json.dumps(payload), json.dumps(env), now, *key,
+              env.get("mnistbench_version"), env.get("git_revision"), None if dirty is None else int(dirty))),
+            ("DELETE FROM claims WHERE experiment = ? AND spec_id = ?", key),
+        ]
+        if result.status in FINISHED:
+            statements.append((f"UPDATE trials SET superseded = ? WHERE experiment = ? AND spec_id = ? AND "
+                               f"attempt < {latest} AND superseded IS NULL", (now, *key, *key)))
+        if curve:
+            statements.append((f"INSERT INTO curves VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, {latest})",
+                               [(*key, p["step"], p["epoch"], p["train_seconds"], p["wall_seconds"],
+                                 p["train_loss"], p["eval_accuracy"], p["eval_loss"], p["lr"], *key) for p in curve]))
+        if inference is not None:
+            statements.append((f"INSERT INTO inference VALUES (?, ?, ?, ?, ?, {latest})",
+                               (experiment, label, spec.id, json.dumps(inference.to_dict()), now, *key)))
+        self._write(statements)
+        return self._read(f"SELECT {latest}", key)[0][0]
 
     def relabel(self, experiment: str, spec_id: str, label: str) -> None:
         self._write([("UPDATE trials SET label = ? WHERE experiment = ? AND spec_id = ?", (label, experiment, spec_id))])
