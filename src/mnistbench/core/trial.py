@@ -21,12 +21,25 @@ from .clock import Stopwatch, now
 from ..data import Data, Split, load
 from ..errors import ConfigError
 from .hardware import describe
-from .models import build_model
+from .models import build_model, uses_channels_last
 from .recipes import Horizon, make_optimizer, make_schedule
 from .result import CurvePoint, EpochPoint, TrialResult
 from .spec import TrialSpec
 
 EVALS_PER_EPOCH = 10  # default cadence: time-to-target known to within a tenth of an epoch
+
+# Evaluation batch when a spec leaves it to the device. On a 2-core CPU a batch of 2,000 makes
+# intermediate tensors (2000 x 64 x 24 x 24 floats = 295 MB in the seed models) that leave the caches, and
+# evaluating the 10,000 test images took about 3x longer than in batches of a few hundred
+# (`benchmarks/layout.py --part eval`); a GPU wants large batches.
+CPU_EVAL_BATCH = 250
+DEVICE_EVAL_BATCH = 2000
+
+
+def eval_batch_size(asked: int | None, device: torch.device) -> int:
+    if asked is not None:
+        return asked
+    return CPU_EVAL_BATCH if device.type == "cpu" else DEVICE_EVAL_BATCH
 
 
 @dataclass
@@ -64,6 +77,8 @@ def _autocast(spec: TrialSpec, device: torch.device):
 
 
 def _prepare(split: Split, device: torch.device, channels_last: bool) -> Split:
+    """The split on the device, in the layout the model trains in (with one input channel, channels-last
+    only restrides: no copy), so that evaluation runs the same kernels as training."""
     split = split.to(device)
     if channels_last:
         split = Split(split.images.contiguous(memory_format=torch.channels_last), split.labels)
@@ -71,10 +86,13 @@ def _prepare(split: Split, device: torch.device, channels_last: bool) -> Split:
 
 
 @torch.inference_mode()
-def evaluate(model: nn.Module, split: Split, batch_size: int, autocast) -> tuple[float, float]:
-    """Accuracy and mean cross-entropy on a whole split, in eval mode (BatchNorm statistics, no dropout)."""
+def evaluate(model: nn.Module, split: Split, batch_size: int | None, autocast) -> tuple[float, float]:
+    """Accuracy and mean cross-entropy on a whole split, in eval mode (BatchNorm statistics, no dropout).
+    Batches are slices of the split as it lies (its layout kept: no copy per batch); the sums stay on the
+    device in fp32 per batch and fp64 across batches (a handful of scalar adds), read once at the end."""
     was_training = model.training
     model.eval()
+    batch_size = eval_batch_size(batch_size, split.images.device)
     correct = torch.zeros((), dtype=torch.long, device=split.labels.device)
     loss = torch.zeros((), dtype=torch.float64, device=split.labels.device)
     with autocast:
@@ -112,14 +130,15 @@ def run_trial(spec: TrialSpec, data: Data | None = None,
         data = load(spec.dataset, val_size=spec.val_size)
     elif spec.val_size and (data.val is None or len(data.val) != spec.val_size):
         raise ConfigError(f"the data passed has no validation split of {spec.val_size} images")
-    train = _prepare(data.train, device, spec.channels_last)
-    test = _prepare(data.test, device, spec.channels_last)
-    held_out = test if spec.eval_on == "test" else _prepare(data.eval_split("val"), device, spec.channels_last)
+    channels_last = uses_channels_last(spec.model, device, spec.channels_last)
+    train = _prepare(data.train, device, channels_last)
+    test = _prepare(data.test, device, channels_last)
+    held_out = test if spec.eval_on == "test" else _prepare(data.eval_split("val"), device, channels_last)
 
     wall_start = now()
     torch.manual_seed(spec.seed)
     model = build_model(spec.model).to(device)
-    if spec.channels_last:
+    if channels_last:
         model = model.to(memory_format=torch.channels_last)
     n = len(train)
     steps_per_epoch = math.ceil(n / spec.batch_size)

@@ -11,10 +11,12 @@ from ..data import fetch
 from ..data.idx import read_labels
 from ..data.sources import find_in_folder
 from ..errors import MnistbenchError
-from ..core.models import build_model
+from ..core.models import build_model, uses_channels_last
 from ..core.recipes import make_optimizer
 from ..core.spec import TrialSpec
-from ..core.trial import EVALS_PER_EPOCH
+from ..core.trial import EVALS_PER_EPOCH, eval_batch_size
+
+CPU = torch.device("cpu")  # the estimate measures here, on the CPU
 
 
 def _split_sizes(dataset: str) -> tuple[int, int]:
@@ -26,14 +28,18 @@ def _split_sizes(dataset: str) -> tuple[int, int]:
         return 60000, 10000
 
 
+def _model_and_input(spec: TrialSpec, batch: int):
+    torch.manual_seed(0)
+    model, x = build_model(spec.model), torch.randn(batch, 1, 28, 28)
+    if uses_channels_last(spec.model, CPU, spec.channels_last):  # the layout run_trial will use
+        model, x = model.to(memory_format=torch.channels_last), x.contiguous(memory_format=torch.channels_last)
+    return model, x
+
+
 def _step_seconds(spec: TrialSpec, cache: dict) -> float:
-    key = (spec.model, spec.batch_size, spec.precision, spec.channels_last)
+    key = ("step", spec.model, spec.batch_size, spec.precision, spec.channels_last)
     if key not in cache:
-        torch.manual_seed(0)
-        model = build_model(spec.model)
-        x = torch.randn(spec.batch_size, 1, 28, 28)
-        if spec.channels_last:
-            model, x = model.to(memory_format=torch.channels_last), x.contiguous(memory_format=torch.channels_last)
+        model, x = _model_and_input(spec, spec.batch_size)
         y = torch.randint(0, 10, (spec.batch_size,))
         opt = make_optimizer("sgd", model.parameters(), 0.01, {})
         autocast = torch.autocast("cpu", dtype=torch.bfloat16, enabled=spec.precision == "bf16")
@@ -51,8 +57,28 @@ def _step_seconds(spec: TrialSpec, cache: dict) -> float:
     return cache[key]
 
 
+def _eval_image_seconds(spec: TrialSpec, n_eval: int, cache: dict) -> float:
+    """Seconds per evaluated image, measured at the batch size and layout evaluation will use (on a CPU the
+    batch size changes the cost per image by up to 3x, so a fraction of a training step is no estimate)."""
+    batch = min(eval_batch_size(spec.eval_batch_size, CPU), n_eval)
+    key = ("eval", spec.model, batch, spec.precision, spec.channels_last)
+    if key not in cache:
+        model, x = _model_and_input(spec, batch)
+        model.eval()
+        autocast = torch.autocast("cpu", dtype=torch.bfloat16, enabled=spec.precision == "bf16")
+        watch = Stopwatch()
+        with torch.inference_mode(), autocast:
+            for i in range(3):  # the first pass allocates: measure the two after it
+                if i == 1:
+                    watch.start()
+                model(x).float().argmax(1)
+        watch.stop()
+        cache[key] = watch.elapsed / 2 / batch
+    return cache[key]
+
+
 def estimate_seconds(specs: list[TrialSpec]) -> list[float]:
-    """Training steps x measured step time, plus evaluations (a forward pass costs about a third of a step)."""
+    """Training steps x measured step time, plus evaluations x measured time of one pass over the split."""
     cache: dict = {}
     sizes = {name: _split_sizes(name) for name in {s.dataset for s in specs}}
     out = []
@@ -65,6 +91,6 @@ def estimate_seconds(specs: list[TrialSpec]) -> list[float]:
         step_s = _step_seconds(spec, cache)
         fine = steps // spec.eval_every if spec.eval_every else min(steps, EVALS_PER_EPOCH)
         evals = fine + steps / per_epoch  # the fine cadence until the target, then once per epoch
-        eval_s = evals * (n_eval / spec.batch_size) * step_s / 3
+        eval_s = evals * n_eval * _eval_image_seconds(spec, n_eval, cache)
         out.append(steps * step_s + eval_s)
     return out

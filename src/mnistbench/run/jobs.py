@@ -12,6 +12,7 @@ import torch
 from ..data import Data, load
 from .experiments import Inference
 from ..core.inference import InferenceResult, measure_inference
+from ..core.models import uses_channels_last
 from ..core.result import TrialResult
 from ..core.spec import TrialSpec
 from ..core.trial import Progress, resolve_device, run_trial
@@ -60,8 +61,9 @@ def execute(job: Job, progress: Callable[[Progress], None] | None = None) -> Job
         return JobOutput(job, _failed(job.spec, f"{type(exc).__name__}: {exc}\n{traceback.format_exc(limit=5)}"))
     inference = None
     if job.inference is not None and result.status != "diverged":
-        test = data.test.to(resolve_device(job.spec.device))
-        if job.spec.channels_last:
+        device = resolve_device(job.spec.device)
+        test = data.test.to(device)
+        if uses_channels_last(job.spec.model, device, job.spec.channels_last):
             test.images = test.images.contiguous(memory_format=torch.channels_last)
         inference = measure_inference(result.model, test, job.inference.batch_size, job.inference.repeats,
                                       job.inference.warmup, job.spec.precision)
