@@ -87,10 +87,19 @@ def estimate_seconds(specs: list[TrialSpec]) -> list[float]:
         n = n_train - spec.val_size
         n_eval = spec.val_size if spec.eval_on == "val" else n_test
         per_epoch = math.ceil(n / spec.batch_size)
-        steps = spec.steps or round((spec.epochs or 1) * per_epoch)
-        step_s = _step_seconds(spec, cache)
-        fine = steps // spec.eval_every if spec.eval_every else min(steps, EVALS_PER_EPOCH)
-        evals = fine + steps / per_epoch  # the fine cadence until the target, then once per epoch
-        eval_s = evals * n_eval * _eval_image_seconds(spec, n_eval, cache)
-        out.append(steps * step_s + eval_s)
+        steps = spec.steps or max(1, round((spec.epochs or 1) * per_epoch))
+        eval_s = evaluations(spec, n) * n_eval * _eval_image_seconds(spec, n_eval, cache)
+        out.append(steps * _step_seconds(spec, cache) + eval_s)
     return out
+
+
+def evaluations(spec: TrialSpec, n_train: int) -> int:
+    """How many evaluations run_trial makes: its cadence until the target, assumed reached at the end of the
+    first epoch (the seed's configurations reach it within their first), then one at every epoch end (a cut
+    last epoch ends with one too); the final test evaluation reuses the last one."""
+    per_epoch = math.ceil(n_train / spec.batch_size)
+    steps = spec.steps or max(1, round((spec.epochs or 1) * per_epoch))
+    every = spec.eval_every if spec.eval_every is not None else max(1, per_epoch // EVALS_PER_EPOCH)
+    first_end = min(steps, per_epoch)
+    fine = (first_end - 1) // every if every else 0  # cadence points before the first epoch's (or budget's) end
+    return fine + math.ceil(steps / per_epoch)
