@@ -20,34 +20,17 @@ import sys
 import time
 from pathlib import Path
 
-import numpy as np
 import torch
-from PIL import Image
 from torch.utils.data import DataLoader, Dataset
 
 sys.path.insert(0, str(Path(__file__).parent))
+from mainjob import NotebookMNIST  # noqa: E402  the notebook's per-sample pipeline, one copy
 from peak import matmul_peak  # noqa: E402
 
 from mnistbench import load, make_spec, run_trial  # noqa: E402
 from mnistbench.data import fetch, read_pair  # noqa: E402
 from mnistbench.data.sources import find_in_folder  # noqa: E402
 from mnistbench.core.models import build_model, flops_per_image  # noqa: E402
-
-
-class NotebookMNIST(Dataset):
-    """What torchvision's MNIST + Compose([ToTensor(), Normalize((0.1307,), (0.3081,))]) does per sample."""
-
-    def __init__(self, images: np.ndarray, labels: np.ndarray):
-        self.images, self.labels = torch.from_numpy(images.copy()), torch.from_numpy(labels.astype(np.int64))
-
-    def __len__(self):
-        return len(self.labels)
-
-    def __getitem__(self, i):
-        img = Image.fromarray(self.images[i].numpy(), mode="L")  # torchvision.datasets.MNIST
-        x = torch.from_numpy(np.array(img, np.uint8, copy=True)).view(1, 28, 28).float().div(255)  # ToTensor
-        x = (x - 0.1307) / 0.3081  # Normalize
-        return x, int(self.labels[i])
 
 
 def notebook_way(dataset: Dataset, steps: int, seed: int) -> float:

@@ -98,6 +98,9 @@ class ModelEntry:
     build: Callable[[], nn.Module]
     description: str
     batchnorm: bool
+    # Train and evaluate channels-last on CPU unless a spec says otherwise: the same fp32 math with its sums
+    # in another order, chosen where `benchmarks/layout.py` measured it faster at every seed batch size.
+    channels_last: bool = True
 
 
 MODELS: Registry[ModelEntry] = Registry("model")
@@ -112,6 +115,14 @@ MODELS.add("fast-mnist", ModelEntry(fast_mnist_cnn, "the GPU speed record's mode
 
 def build_model(name: str) -> nn.Module:
     return MODELS.get(name).build()
+
+
+def uses_channels_last(model: str, device: torch.device, asked: bool | None) -> bool:
+    """The memory layout a trial trains and evaluates in: what the spec asks, else the model's measured
+    preference on CPU; elsewhere NCHW (not measured there)."""
+    if asked is not None:
+        return asked
+    return device.type == "cpu" and MODELS.get(model).channels_last
 
 
 def count_parameters(model: nn.Module) -> int:

@@ -38,9 +38,9 @@ class TrialSpec(BaseModel):
                                    f"None: {EVALS_PER_EPOCH} per epoch; 0: only at epoch ends")
     eval_on: Literal["test", "val"] = "test"
     val_size: int = Field(0, ge=0)
-    eval_batch_size: int = Field(2000, gt=0)
+    eval_batch_size: int | None = Field(None, gt=0, description="None: the device's measured best")
     precision: Precision = "fp32"
-    channels_last: bool = False
+    channels_last: bool | None = Field(None, description="None: the model's measured best layout")
     label_smoothing: float = Field(0.0, ge=0, lt=1)
     # Intra-op CPU threads. Set, it is part of what is compared (and of the id): every executor runs the
     # trial with exactly that many. Unset (the default), the executor resolves it to an explicit number for

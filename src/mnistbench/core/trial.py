@@ -27,11 +27,24 @@ from ..data import Data, Split, load
 from ..errors import ConfigError
 from .hardware import describe
 from .horizon import horizon
-from .models import build_model
+from .models import build_model, uses_channels_last
 from .recipes import make_optimizer, make_schedule
 from .result import CurvePoint, EpochPoint, TrialResult
 from .spec import TrialSpec
 from .target import Crossing, Snapshot, search_crossing
+
+# Evaluation batch when a spec leaves it to the device. On a 2-core CPU a batch of 2,000 makes
+# intermediate tensors (2000 x 64 x 24 x 24 floats = 295 MB in the seed models) that leave the caches, and
+# evaluating the 10,000 test images took about 3x longer than in batches of a few hundred
+# (`benchmarks/layout.py --part eval`); a GPU wants large batches.
+CPU_EVAL_BATCH = 250
+DEVICE_EVAL_BATCH = 2000
+
+
+def eval_batch_size(asked: int | None, device: torch.device) -> int:
+    if asked is not None:
+        return asked
+    return CPU_EVAL_BATCH if device.type == "cpu" else DEVICE_EVAL_BATCH
 
 
 @dataclass
@@ -69,6 +82,8 @@ def _autocast(spec: TrialSpec, device: torch.device):
 
 
 def _prepare(split: Split, device: torch.device, channels_last: bool) -> Split:
+    """The split on the device, in the layout the model trains in (with one input channel, channels-last
+    only restrides: no copy), so that evaluation runs the same kernels as training."""
     split = split.to(device)
     if channels_last:
         split = Split(split.images.contiguous(memory_format=torch.channels_last), split.labels)
@@ -81,10 +96,13 @@ def accumulator_dtype(device: torch.device) -> torch.dtype:
 
 
 @torch.inference_mode()
-def evaluate(model: nn.Module, split: Split, batch_size: int, autocast) -> tuple[float, float]:
-    """Accuracy and mean cross-entropy on a whole split, in eval mode (BatchNorm statistics, no dropout)."""
+def evaluate(model: nn.Module, split: Split, batch_size: int | None, autocast) -> tuple[float, float]:
+    """Accuracy and mean cross-entropy on a whole split, in eval mode (BatchNorm statistics, no dropout).
+    Batches are slices of the split as it lies (its layout kept: no copy per batch); the sums stay on the
+    device in fp32 per batch and fp64 across batches (a handful of scalar adds), read once at the end."""
     was_training = model.training
     model.eval()
+    batch_size = eval_batch_size(batch_size, split.images.device)
     correct = torch.zeros((), dtype=torch.long, device=split.labels.device)
     loss = torch.zeros((), dtype=accumulator_dtype(split.labels.device), device=split.labels.device)
     with autocast:
@@ -133,7 +151,7 @@ def _warm_up(spec: TrialSpec, model: nn.Module, train: Split, batch_sizes: set[i
             optimizer.zero_grad(set_to_none=True)
             loss.backward()
             optimizer.step()
-        size = min(spec.eval_batch_size, len(held_out))
+        size = min(eval_batch_size(spec.eval_batch_size, device), len(held_out))
         evaluate(scratch, Split(held_out.images[:size], held_out.labels[:size]), size, autocast)
     return watch.elapsed
 
@@ -148,14 +166,15 @@ def run_trial(spec: TrialSpec, data: Data | None = None,
         data = load(spec.dataset, val_size=spec.val_size)
     elif spec.val_size and (data.val is None or len(data.val) != spec.val_size):
         raise ConfigError(f"the data passed has no validation split of {spec.val_size} images")
-    train = _prepare(data.train, device, spec.channels_last)
-    test = _prepare(data.test, device, spec.channels_last)
-    held_out = test if spec.eval_on == "test" else _prepare(data.eval_split("val"), device, spec.channels_last)
+    channels_last = uses_channels_last(spec.model, device, spec.channels_last)
+    train = _prepare(data.train, device, channels_last)
+    test = _prepare(data.test, device, channels_last)
+    held_out = test if spec.eval_on == "test" else _prepare(data.eval_split("val"), device, channels_last)
 
     wall_start = now()
     torch.manual_seed(spec.seed)
     model = build_model(spec.model).to(device)
-    if spec.channels_last:
+    if channels_last:
         model = model.to(memory_format=torch.channels_last)
     n = len(train)
     h = horizon(spec, n)

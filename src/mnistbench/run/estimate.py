@@ -1,30 +1,34 @@
-"""Estimate how long trials will take from a few measured training steps (for `run --dry-run`).
-
-Side-effect free: dataset sizes and image shapes come from `data.layout` (nothing is fetched or cached), and
-the steps are measured on synthetic tensors on the device the trials will run on."""
+"""Estimate how long trials will take from a few measured training steps and evaluation passes (for
+`run --dry-run`), on the device the trials will run on. Side-effect free: dataset sizes come from the
+dataset's layout (files already here, or its registered sizes), nothing is downloaded or cached."""
 
 from __future__ import annotations
 
 import torch
 
 from ..core.clock import Stopwatch
-from ..core.models import build_model
+from ..core.horizon import horizon
+from ..core.models import build_model, uses_channels_last
 from ..core.recipes import make_optimizer
 from ..core.spec import TrialSpec
-from ..core.horizon import horizon
-from ..core.trial import resolve_device
+from ..core.trial import eval_batch_size, resolve_device
 from ..data.datasets import Layout, layout
+
+
+def _model_and_input(spec: TrialSpec, batch: int, found: Layout, device: torch.device):
+    torch.manual_seed(0)
+    model = build_model(spec.model).to(device)
+    x = torch.randn(batch, 1, *found.image_shape, device=device)
+    if uses_channels_last(spec.model, device, spec.channels_last):  # the layout run_trial will use
+        model, x = model.to(memory_format=torch.channels_last), x.contiguous(memory_format=torch.channels_last)
+    return model, x
 
 
 def _step_seconds(spec: TrialSpec, found: Layout, cache: dict) -> float:
     device = resolve_device(spec.device)
-    key = (spec.model, spec.batch_size, spec.precision, spec.channels_last, found.image_shape, str(device))
+    key = ("step", spec.model, spec.batch_size, spec.precision, spec.channels_last, found.image_shape, str(device))
     if key not in cache:
-        torch.manual_seed(0)
-        model = build_model(spec.model).to(device)
-        x = torch.randn(spec.batch_size, 1, *found.image_shape, device=device)
-        if spec.channels_last:
-            model, x = model.to(memory_format=torch.channels_last), x.contiguous(memory_format=torch.channels_last)
+        model, x = _model_and_input(spec, spec.batch_size, found, device)
         y = torch.randint(0, found.num_classes, (spec.batch_size,), device=device)
         opt = make_optimizer("sgd", model.parameters(), 0.01, {})
         autocast = torch.autocast(device.type, dtype=torch.bfloat16, enabled=spec.precision == "bf16")
@@ -42,8 +46,30 @@ def _step_seconds(spec: TrialSpec, found: Layout, cache: dict) -> float:
     return cache[key]
 
 
+def _eval_image_seconds(spec: TrialSpec, n_eval: int, found: Layout, cache: dict) -> float:
+    """Seconds per evaluated image, measured at the batch size and layout evaluation will use (on a CPU the
+    batch size changes the cost per image by up to 3x, so a fraction of a training step is no estimate)."""
+    device = resolve_device(spec.device)
+    batch = min(eval_batch_size(spec.eval_batch_size, device), n_eval)
+    key = ("eval", spec.model, batch, spec.precision, spec.channels_last, found.image_shape, str(device))
+    if key not in cache:
+        model, x = _model_and_input(spec, batch, found, device)
+        model.eval()
+        autocast = torch.autocast(device.type, dtype=torch.bfloat16, enabled=spec.precision == "bf16")
+        watch = Stopwatch(device)
+        with torch.inference_mode(), autocast:
+            for i in range(3):  # the first pass allocates: measure the two after it
+                if i == 1:
+                    watch.start()
+                model(x).float().argmax(1)
+        watch.stop()
+        cache[key] = watch.elapsed / 2 / batch
+    return cache[key]
+
+
 def estimate_seconds(specs: list[TrialSpec]) -> list[float]:
-    """Training steps x measured step time, plus evaluations (a forward pass costs about a third of a step)."""
+    """Training steps x measured step time, plus the evaluations the horizon expects x measured time of one
+    pass over the evaluated split."""
     cache: dict = {}
     layouts = {name: layout(name) for name in {s.dataset for s in specs}}
     out = []
@@ -53,9 +79,8 @@ def estimate_seconds(specs: list[TrialSpec]) -> list[float]:
         n = n_train - spec.val_size
         n_eval = spec.val_size if spec.eval_on == "val" else n_test
         h = horizon(spec, n)
-        step_s = _step_seconds(spec, found, cache)
-        eval_s = h.expected_evaluations() * (n_eval / spec.batch_size) * step_s / 3
-        out.append(h.total_steps * step_s + eval_s)
+        eval_s = h.expected_evaluations() * n_eval * _eval_image_seconds(spec, n_eval, found, cache)
+        out.append(h.total_steps * _step_seconds(spec, found, cache) + eval_s)
     return out
 
 

@@ -13,6 +13,7 @@ from ..data import Data, load
 from .experiments import Inference
 from ..core.hardware import resolve_threads, torch_threads
 from ..core.inference import InferenceResult, measure_inference
+from ..core.models import uses_channels_last
 from ..core.result import TrialResult
 from ..core.spec import TrialSpec
 from ..core.trial import Progress, resolve_device, run_trial
@@ -81,8 +82,9 @@ def execute(job: Job, progress: Callable[[Progress], None] | None = None) -> Job
 
 
 def _measure(job: Job, result: TrialResult, data: Data) -> InferenceResult:
-    test = data.test.to(resolve_device(job.spec.device))
-    if job.spec.channels_last:
+    device = resolve_device(job.spec.device)
+    test = data.test.to(device)
+    if uses_channels_last(job.spec.model, device, job.spec.channels_last):  # the layout it trained in
         test.images = test.images.contiguous(memory_format=torch.channels_last)
     return measure_inference(result.model, test, job.inference.batch_size, job.inference.repeats,
                              job.inference.warmup, job.spec.precision)
