@@ -71,7 +71,7 @@ def test_evaluation_batch_default_is_the_devices_and_changes_only_rounding(synth
 def test_cli_train_can_force_nchw(synthetic_name, tmp_path):
     out = tmp_path / "r.json"
     proc = subprocess.run([sys.executable, "-m", "mnistbench", "train", "--dataset", synthetic_name,
-                           "--model", "compact", "--batch-size", "32", "--epochs", "0.5", "--nchw",
+                           "--model", "compact", "--batch-size", "32", "--epochs", "0.5", "--no-channels-last",
                            "--save-json", str(out)], capture_output=True, text=True, timeout=300)
     assert proc.returncode == 0, proc.stderr
     assert json.loads(out.read_text())["spec"]["channels_last"] is False
