@@ -80,9 +80,9 @@ def test_cli_train_can_force_nchw(synthetic_name, tmp_path):
 @pytest.mark.parametrize("over", [dict(epochs=1.0), dict(epochs=0.4), dict(epochs=2.0, eval_every=0),
                                   dict(steps=7, eval_every=3)])
 def test_estimate_counts_the_evaluations_the_trial_makes(synthetic_name, data, over):
-    from mnistbench.run.estimate import evaluations
+    from mnistbench.core.horizon import horizon
 
     # A target never reached (lr near 0): the cadence runs to the end of the first epoch, as the estimate assumes.
     spec = make_spec(dataset=synthetic_name, model="compact", batch_size=32, threads=1, lr=1e-6, target=1.0, **over)
     result = run_trial(spec, data)
-    assert evaluations(spec, len(data.train)) == len(result.curve)
+    assert horizon(spec, len(data.train)).cadence_evaluations() == len(result.curve)

@@ -30,12 +30,19 @@ class Horizon:
         """How many snapshots one cadence interval holds (the search's evaluations are at most log2 of it)."""
         return math.ceil(self.eval_every / self.snapshot_every) if self.snapshot_every else 1
 
+    def cadence_evaluations(self) -> int:
+        """The points of a run's curve when its target is reached at the end of the first epoch (where the
+        targets we use usually are) or never: the cadence over the first epoch (or the budget, if shorter),
+        then one evaluation at every epoch end, a cut last epoch included."""
+        first_end = min(self.total_steps, self.steps_per_epoch)
+        fine = (first_end - 1) // self.eval_every if self.eval_every else 0
+        return fine + math.ceil(self.total_steps / self.steps_per_epoch)
+
     def expected_evaluations(self) -> float:
-        """Full evaluations a run is expected to make, for the dry-run estimate: the cadence over the first
-        epoch (where the targets we use are usually reached), one snapshot search, then one per epoch end."""
-        fine = min(self.total_steps, self.steps_per_epoch) // self.eval_every if self.eval_every else 0
+        """Full evaluations a run is expected to make, for the dry-run estimate: the curve's points plus one
+        snapshot search (at most log2 of the snapshots in a cadence interval)."""
         search = math.ceil(math.log2(self.snapshots_per_interval)) if self.snapshot_every else 0
-        return fine + search + self.total_steps / self.steps_per_epoch
+        return self.cadence_evaluations() + search
 
 
 def horizon(spec, n_train: int) -> Horizon:
