@@ -57,6 +57,11 @@ def run_experiment(experiment: Experiment, store: ResultStore, executor: Executo
                                             "seeds_requested": seeds or experiment.seeds})
     summary = RunSummary()
     try:
+        if experiment.tuning:  # a search per configuration, then its best point with every seed
+            from ..workloads.protocol import run_tuned
+
+            run_tuned(experiment, store, executor, seeds, rerun, on_event, summary, _run_phase)
+            return summary
         _run_phase("train", experiment, experiment.trials(seeds), store, executor, rerun, on_event, summary)
         if experiment.select:
             winners = _select_winners(experiment, store, seeds or experiment.seeds)
