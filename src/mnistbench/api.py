@@ -62,6 +62,7 @@ class Results:
     inference: list[tuple[str, InferenceResult]]
     planned: int  # trials the experiment defines (phase one, stored seeds), to tell a partial result
     run_summary: RunSummary | None = None  # what the `run` that returned these results did
+    definition: Experiment | None = None  # as stored with the results (a tuned one feeds the report's profiles)
 
     @property
     def rows(self) -> list[SummaryRow]:
@@ -118,14 +119,14 @@ def load_results(experiment: str, results_dir: Path | str = DEFAULT_RESULTS) -> 
         labels = {s.result.spec.config_key(): s.label for s in stored}
         summaries = summarize([s.result for s in stored], labels)
         inference = [(label, InferenceResult.from_dict(d)) for label, d in store.inference(experiment)]
-        return Results(experiment, summaries, inference, _planned(exp, definition, len(stored)))
+        return Results(experiment, summaries, inference, _planned(exp, definition, len(stored)), definition=exp)
     finally:
         store.close()
 
 
 def _planned(exp: Experiment | None, definition: dict | None, stored: int) -> int:
     """How many trials the last run asked for (phase one of a two-phase study counts as its whole)."""
-    if exp is None or exp.select:
+    if exp is None or exp.select or exp.tuning:
         return stored
     return len(exp.trials(definition.get("seeds_requested")))
 
@@ -155,4 +156,5 @@ def write_report(experiment: str, results_dir: Path | str = DEFAULT_RESULTS, out
 
     res = load_results(experiment, results_dir)
     out = Path(out) if out else Path(results_dir) / f"{experiment}-report"
-    return render(experiment, res.trials, out, {s.key: s.label for s in res.summaries}, res.throughput, res.partial)
+    return render(experiment, res.trials, out, {s.key: s.label for s in res.summaries}, res.throughput, res.partial,
+                  res.definition)

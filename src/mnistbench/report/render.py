@@ -17,6 +17,7 @@ from .analysis import (METRICS, Comparison, ConfigSummary, ThroughputRow, descri
 from .questions import FACTORS, Question, batch_studies, conclusions, family, holm_survivors, questions
 from ..errors import ResultsMissing
 from .plots import FigurePaths
+from .profiles import tuning_section
 from ..core.result import TrialResult
 
 TEMPLATES = Path(__file__).parent / "templates"
@@ -178,8 +179,10 @@ def _embed(f: FigurePaths, out_dir: Path) -> EmbeddedFigure:
 
 
 def write_report(experiment: str, results: list[TrialResult], out_dir: Path, labels: dict[str, str] | None = None,
-                 inference: Sequence[ThroughputRow] | None = None, partial: bool = False) -> ReportPaths:
-    """Write out_dir/report.html, out_dir/report.md and out_dir/figures/*; `labels`: config_key -> name."""
+                 inference: Sequence[ThroughputRow] | None = None, partial: bool = False,
+                 definition=None) -> ReportPaths:
+    """Write out_dir/report.html, out_dir/report.md and out_dir/figures/*; `labels`: config_key -> name;
+    `definition`: the Experiment, whose tuning protocol (if any) adds profiles and sensitivity plots."""
     if not results:
         raise ResultsMissing(f"no results to report for experiment '{experiment}'",
                              "run the experiment first, or check that the store path is the one it wrote to")
@@ -189,6 +192,8 @@ def write_report(experiment: str, results: list[TrialResult], out_dir: Path, lab
     qs, studies = questions(summaries), batch_studies(summaries)
     kept = holm_survivors(family(qs, studies))
     made = _figures(summaries, qs, studies, list(inference or []), out_dir / "figures")
+    tuning = tuning_section(definition, results, out_dir / "figures")
+    made += tuning.figures if tuning else []
     target = target_text(results[0].spec.target)
     context = {
         "experiment": experiment, "partial": partial, "target": target,
@@ -199,7 +204,7 @@ def write_report(experiment: str, results: list[TrialResult], out_dir: Path, lab
         "studies": [(st, [_row(s) for s in st.rows]) for st in studies],
         "figures": [_embed(f, out_dir) for f in made], "inference": list(inference or []),
         "conclusions": conclusions(qs, studies), "effect": effect_text,
-        "verdict": lambda c: verdict(c, kept),
+        "verdict": lambda c: verdict(c, kept), "tuning": tuning,
     }
     env = Environment(loader=FileSystemLoader(TEMPLATES), autoescape=lambda name: name.endswith(".html.j2"),
                       trim_blocks=True, lstrip_blocks=True)

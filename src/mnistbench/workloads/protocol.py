@@ -88,13 +88,19 @@ class PruningExecutor:
             yield output
 
 
-def choices(experiment: "Experiment", store: ResultStore, planned: list[TuningTrial] | None = None) -> list[Choice]:
-    """Each configuration's winning point, from its stored tuning trials (validation accuracy only)."""
+def choices_from(experiment: "Experiment", results: dict[str, TrialResult],
+                 planned: list[TuningTrial] | None = None) -> list[Choice]:
+    """Each configuration's winning point, from its finished tuning trials (validation accuracy only);
+    `results`: spec id -> result. The runner and the report both choose here, so they always agree."""
     planned = planned if planned is not None else tuning_trials(experiment)
     ids = {t.spec.id for t in planned}
-    results = {s.result.spec.id: s.result for s in store.trials(experiment.name)
-               if s.result.spec.id in ids and s.result.status in FINISHED}
-    return [choose_best(c.label, planned, results) for c in experiment.configs()]
+    finished = {i: r for i, r in results.items() if i in ids and r.status in FINISHED}
+    return [choose_best(c.label, planned, finished) for c in experiment.configs()]
+
+
+def tuned_key(choice: Choice) -> str:
+    """The configuration key shared by the reruns of a winning point (its spec, on the test set, any seed)."""
+    return choice.spec.model_copy(update={"eval_on": "test"}).config_key()
 
 
 def rerun_specs(experiment: "Experiment", choice: Choice, seeds: int) -> list[TrialSpec]:
@@ -122,7 +128,8 @@ def run_tuned(experiment: "Experiment", store: ResultStore, executor: Executor, 
     complete = {c for c in {t.config for t in planned}
                 if all(t.spec.id in finished for t in planned if t.config == c)}
     winners = []
-    for choice in choices(experiment, store, planned):
+    stored = {s.result.spec.id: s.result for s in store.trials(experiment.name)}
+    for choice in choices_from(experiment, stored, planned):
         if choice.config in complete and choice.spec is not None:
             winners += [(tuned_label(choice.config), spec)
                         for spec in rerun_specs(experiment, choice, seeds or tuning.seeds or experiment.seeds)]
