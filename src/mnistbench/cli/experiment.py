@@ -59,12 +59,19 @@ def run(
 
         estimates = estimate_seconds([spec for _, spec in trials])
         console.print(table(f"{exp.name}: {len(trials)} trials" + (" (phase one; the best are then rerun with "
-                                                                   "every seed)" if exp.select else ""),
+                                                                   "every seed)" if exp.select or exp.tuning else ""),
                             ["#", "configuration", "seed", "model", "optimizer", "lr", "schedule", "batch",
                              "budget", "est. time"],
                             [(i + 1, label, s.seed, s.model, s.optimizer, s.lr, s.schedule, s.batch_size,
                               f"{s.steps} steps" if s.steps else f"{s.epochs:g} epochs", f"{est / 60:.1f} min")
                              for i, ((label, s), est) in enumerate(zip(trials, estimates))]))
+        if exp.tuning:  # the reruns of the winners are not known yet, but their cost is
+            from ..workloads.protocol import planned_reruns
+
+            reruns = estimate_seconds([spec for _, spec in planned_reruns(exp, seeds)])
+            console.print(f"then each configuration's best point is rerun with every held-out seed: {len(reruns)} "
+                          f"trials, about {sum(reruns) / 60:.1f} min", highlight=False)
+            estimates += reruns
         console.print(f"estimated total: {sum(estimates) / 60:.1f} min on this machine "
                       "(from 3 measured steps per model; evaluation included)")
         return

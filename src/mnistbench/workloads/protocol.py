@@ -111,6 +111,18 @@ def rerun_specs(experiment: "Experiment", choice: Choice, seeds: int) -> list[Tr
             for s in experiment.tuning.rerun_seed_list(seeds)]
 
 
+def rerun_seeds(experiment: "Experiment", seeds: int | None) -> int:
+    """How many held-out seeds each winner is rerun with: --seeds, else the tuning block's, else the file's."""
+    return seeds or experiment.tuning.seeds or experiment.seeds
+
+
+def planned_reruns(experiment: "Experiment", seeds: int | None) -> list[tuple[str, TrialSpec]]:
+    """Stand-ins for the reruns before the search has chosen (for a dry run's estimate: the cost of a trial
+    does not depend on the point chosen): each configuration at its own values, every held-out seed."""
+    return [(tuned_label(c.label), experiment.spec_for(c, 0).model_copy(update={"eval_on": "test", "seed": s}))
+            for c in experiment.configs() for s in experiment.tuning.rerun_seed_list(rerun_seeds(experiment, seeds))]
+
+
 def run_tuned(experiment: "Experiment", store: ResultStore, executor: Executor, seeds: int | None, rerun: bool,
               on_event, summary: "RunSummary", run_phase) -> None:
     """Phase one (the search) then phase two (the reruns). A configuration is chosen only once all its
@@ -132,5 +144,5 @@ def run_tuned(experiment: "Experiment", store: ResultStore, executor: Executor, 
     for choice in choices_from(experiment, stored, planned):
         if choice.config in complete and choice.spec is not None:
             winners += [(tuned_label(choice.config), spec)
-                        for spec in rerun_specs(experiment, choice, seeds or tuning.seeds or experiment.seeds)]
+                        for spec in rerun_specs(experiment, choice, rerun_seeds(experiment, seeds))]
     run_phase("rerun best", experiment, winners, store, executor, rerun, on_event, summary)
