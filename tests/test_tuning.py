@@ -248,3 +248,15 @@ def test_hopeless_trial_is_stopped_and_stored_as_pruned(tmp_path, monkeypatch):
     executor = ScriptedExecutor()
     assert run_experiment(exp, store, executor).ran == 0
     store.close()
+
+
+def test_report_of_a_tuned_experiment_with_a_pruned_trial(tmp_path, monkeypatch):
+    """A pruned trial's curve lacks evaluation losses and rates: the report still renders, the tuning table
+    counts it, and the sensitivity plot is drawn."""
+    from mnistbench import api
+
+    test_hopeless_trial_is_stopped_and_stored_as_pruned(tmp_path, monkeypatch)
+    paths = api.write_report("tuned", tmp_path / "res", tmp_path / "report")
+    md = paths.markdown.read_text()
+    assert "| sgd | idx:/nowhere (50%) |" in md and "| 5 (1 pruned) |" in md
+    assert (tmp_path / "report" / "figures" / "sensitivity-lr.png").is_file()

@@ -41,10 +41,11 @@ class Grid(_Strict):
             chosen = dict(zip(keys, values))
             try:
                 label = self.label.format(**chosen)
+                group = self.group.format(**chosen)  # "{optimizer}": one technique per value, for profiles
             except (KeyError, IndexError, ValueError, AttributeError, TypeError) as exc:  # "{lr.x}", "{lr[0]}"
-                raise ConfigError(f"grid label '{self.label}' cannot be formatted ({exc})",
+                raise ConfigError(f"grid label '{self.label}' or group '{self.group}' cannot be formatted ({exc})",
                                   f"use only the varied fields: {', '.join(keys)}") from None
-            out.append(Config(label=label, group=self.group, fields={**self.fixed, **chosen}))
+            out.append(Config(label=label, group=group, fields={**self.fixed, **chosen}))
         return out
 
 
