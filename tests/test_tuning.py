@@ -260,3 +260,16 @@ def test_report_of_a_tuned_experiment_with_a_pruned_trial(tmp_path, monkeypatch)
     md = paths.markdown.read_text()
     assert "| sgd | idx:/nowhere (50%) |" in md and "| 5 (1 pruned) |" in md
     assert (tmp_path / "report" / "figures" / "sensitivity-lr.png").is_file()
+
+
+def test_with_several_tuning_seeds_the_mean_over_seeds_wins():
+    exp = tuned(optimizers='["sgd"]', trials=2, extra="trial_seeds = 2")
+    planned = tuning_trials(exp)
+    assert sorted(t.spec.seed for t in planned) == [0, 0, 1, 1]
+    first, second = sorted({t.point for t in planned})
+    # Point `first` has the single best seed (0.95) but the lower mean (0.70 against 0.80).
+    acc = {(first, 0): 0.95, (first, 1): 0.45, (second, 0): 0.80, (second, 1): 0.80}
+    results = {t.spec.id: fake_result(t.spec, acc[(t.point, t.spec.seed)], 0.9) for t in planned}
+    choice = choose_best("sgd", planned, results)
+    assert choice.score == pytest.approx(0.80) and choice.values == planned[-1].values
+    assert exp.tuning.rerun_seed_list(3) == [2, 3, 4]

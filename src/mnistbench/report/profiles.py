@@ -139,15 +139,22 @@ def plot_sensitivity(configs: Sequence[TunedConfig], dimension: str, scale: str,
                 ax.fill_between(xs, [min(per_point[x]) for x in xs], [max(per_point[x]) for x in xs],
                                 color=colors[c.technique], alpha=0.2, linewidth=0)
             if c.choice.values and dimension in c.choice.values:
-                ax.scatter([c.choice.values[dimension]], [c.choice.score], marker="*", s=110,
+                x = c.choice.values[dimension]
+                ax.scatter([x], [c.choice.score], marker="*", s=110,
                            color=colors[c.technique], edgecolors="black", linewidths=0.5, zorder=5)
+                tested = [r.final_accuracy for r in c.reruns if r.final_accuracy is not None and r.status != "diverged"]
+                if tested:  # the held-out seeds' spread at the chosen point, on the test split
+                    mid = statistics.fmean(tested)
+                    ax.errorbar([x], [mid], yerr=[[mid - min(tested)], [max(tested) - mid]], fmt="D", markersize=4,
+                                color=colors[c.technique], markerfacecolor="white", capsize=3, zorder=4)
         ax.set_xscale(scale)
         ax.set(title=workload, xlabel=dimension, ylabel="final validation accuracy")
         ax.legend(fontsize=7, loc="lower left")
     return _save(fig, out_dir, f"sensitivity-{dimension.replace('.', '-')}", f"Sensitivity to {dimension}",
                  f"Final validation accuracy of every search point against its {dimension} (one panel per workload); "
                  "shaded: min–max over the tuning seeds; hollow: pruned trials at the step they were stopped; "
-                 "star: the point chosen. Diverged and failed trials have no point.")
+                 "star: the point chosen; white diamond and bar: its rerun's final *test* accuracy, mean and min–max "
+                 "over the held-out seeds. Diverged and failed trials have no point.")
 
 
 def _space_text(tuning) -> str:
