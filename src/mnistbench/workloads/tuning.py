@@ -39,10 +39,10 @@ class Prune(_Strict):
 class Tuning(_Strict):
     """`tuning = { trials = 20, space = { lr = { low = 1e-4, high = 1, scale = "log" } }, seeds = 5 }`."""
 
-    trials: int = Field(gt=0, description="points of the search space tried per configuration")
+    trials: int = Field(gt=0, le=10000, description="points of the search space tried per configuration")
     space: dict[str, Dimension]
     seeds: int | None = Field(None, gt=0, description="held-out seeds of the rerun; default: the experiment's")
-    trial_seeds: int = Field(1, gt=0, description="seeds per tuning point (the score is their mean)")
+    trial_seeds: int = Field(1, gt=0, le=1000, description="seeds per tuning point (the score is their mean)")
     search: Literal["halton", "sobol"] = "halton"
     seed: int = Field(0, ge=0, description="scrambles the quasi-random sequence")
     prune: Prune | None = None
