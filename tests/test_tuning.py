@@ -4,7 +4,6 @@ only, the best point rerun with held-out seeds on the test set, and the pruning 
 from __future__ import annotations
 
 import math
-from pathlib import Path
 
 import pytest
 

@@ -18,7 +18,7 @@ from ..errors import ConfigError
 from .search import Dimension, sample_points
 
 if TYPE_CHECKING:
-    from ..run.experiments.schema import Config, Experiment
+    from ..run.experiments.schema import Experiment
 
 NESTED = ("optimizer_args", "schedule_args")  # "optimizer_args.momentum" searches one option of the optimizer
 ELIGIBLE = ("reached", "budget")  # a diverged, failed or pruned trial cannot win
