@@ -93,6 +93,7 @@ class Results:
     missing: int | None = None  # planned trials with nothing stored (None: the definition is unknown)
     undefined: list[ConfigSummary] = field(default_factory=list)  # stored, no longer in the definition
     attempts: list[AttemptRow] = field(default_factory=list)  # every attempt, when asked for the history
+    definition: Experiment | None = None  # the current definition (a tuned one feeds the report's profiles)
 
     @property
     def rows(self) -> list[SummaryRow]:
@@ -178,7 +179,7 @@ def load_results(experiment: str | Experiment, results_dir: Path | str = DEFAULT
         inference = [(label, InferenceResult.from_dict(d)) for label, d in store.inference(name) if label in labels]
         attempts = [_attempt_row(s) for s in store.trials(name, all_attempts=True)] if all_attempts else []
         return Results(name, summaries, inference, planned, missing=missing, undefined=_summaries(gone),
-                       attempts=attempts)
+                       attempts=attempts, definition=exp)
     finally:
         store.close()
 
@@ -214,6 +215,7 @@ class Plan:
     trials: list[tuple[str, TrialSpec]]
     estimates_s: list[float]
     device: str
+    reruns_s: list[float] = field(default_factory=list)  # a tuned study's reruns of its winners (stand-ins)
 
 
 def plan(experiment: str | Experiment, seeds: int | None = None) -> Plan:
@@ -225,7 +227,12 @@ def plan(experiment: str | Experiment, seeds: int | None = None) -> Plan:
     trials = exp.trials(seeds)
     specs = [spec for _, spec in trials]
     check(specs, fetch_data=False)
-    return Plan(exp, trials, estimate_seconds(specs), estimate_device(specs))
+    reruns = []
+    if exp.tuning:  # the winners are not known yet, but the cost of their reruns is
+        from .workloads.protocol import planned_reruns
+
+        reruns = estimate_seconds([spec for _, spec in planned_reruns(exp, seeds)])
+    return Plan(exp, trials, estimate_seconds(specs), estimate_device(specs), reruns)
 
 
 def run(experiment: str | Experiment, seeds: int | None = None, results_dir: Path | str = DEFAULT_RESULTS,
@@ -257,4 +264,4 @@ def write_report(experiment: str | Experiment, results_dir: Path | str = DEFAULT
     res = load_results(experiment, results_dir)
     out = Path(out) if out else Path(results_dir) / f"{res.experiment}-report"
     return render(res.experiment, res.trials, out, {s.key: s.label for s in res.summaries}, res.throughput,
-                  res.partial, undefined=res.undefined, allow_mixed=allow_mixed)
+                  res.partial, undefined=res.undefined, allow_mixed=allow_mixed, definition=res.definition)

@@ -55,12 +55,24 @@ def _experiments():
         (n, e.description, len(e.load().trials(seeds=1))) for n, e in EXPERIMENTS]
 
 
+def _workloads():
+    from ..workloads import WORKLOADS
+
+    return ["name", "dataset", "model", "targets (validation)", "budget", "description"], [
+        *((n, w.dataset, w.model, ", ".join(f"{t:g}" for t in w.targets), f"{w.epochs:g} epochs, batch {w.batch_size}",
+           w.description) for n, w in WORKLOADS),
+        ("idx:PATH", "idx:PATH", "summary", "the file's target", "2 epochs, batch 128",
+         "any IDX folder; the experiment gives target and val_size"),
+    ]
+
+
 LISTINGS: dict[str, Callable[[], tuple[list[str], list[tuple]]]] = {
     "datasets": _datasets,
     "models": _models,
     "optimizers": _optimizers,
     "schedules": _schedules,
     "experiments": _experiments,
+    "workloads": _workloads,
 }
 
 

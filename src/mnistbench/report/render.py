@@ -18,6 +18,7 @@ from .questions import FACTORS, Question, batch_studies, conclusions, family, ho
 from ..errors import ResultsMissing
 from .plots import FigurePaths
 from ..core.horizon import cadence_text
+from .profiles import tuning_section
 from ..core.result import TrialResult
 
 TEMPLATES = Path(__file__).parent / "templates"
@@ -210,10 +211,11 @@ def _embed(f: FigurePaths, out_dir: Path) -> EmbeddedFigure:
 
 def write_report(experiment: str, results: list[TrialResult], out_dir: Path, labels: dict[str, str] | None = None,
                  inference: Sequence[ThroughputRow] | None = None, partial: bool = False,
-                 undefined: Sequence[ConfigSummary] = (), allow_mixed: bool = False) -> ReportPaths:
+                 undefined: Sequence[ConfigSummary] = (), allow_mixed: bool = False, definition=None) -> ReportPaths:
     """Write out_dir/report.html, out_dir/report.md and out_dir/figures/*; `labels`: config_key -> name.
     `undefined`: stored configurations the experiment no longer defines, listed apart and never compared;
-    `allow_mixed`: test time differences even across mixed environments."""
+    `allow_mixed`: test time differences even across mixed environments; `definition`: the Experiment,
+    whose tuning protocol (if any) adds profiles and sensitivity plots."""
     if not results:
         raise ResultsMissing(f"no results to report for experiment '{experiment}'",
                              "run the experiment first, or check that the store path is the one it wrote to")
@@ -224,6 +226,8 @@ def write_report(experiment: str, results: list[TrialResult], out_dir: Path, lab
         qs, studies = questions(summaries), batch_studies(summaries)
     kept = holm_survivors(family(qs, studies))
     made = _figures(summaries, qs, studies, list(inference or []), out_dir / "figures")
+    tuning = tuning_section(definition, results, out_dir / "figures")
+    made += tuning.figures if tuning else []
     target = target_text(results[0].spec.target)
     context = {
         "experiment": experiment, "partial": partial, "target": target,
@@ -234,7 +238,7 @@ def write_report(experiment: str, results: list[TrialResult], out_dir: Path, lab
         "studies": [(st, [_row(s) for s in st.rows]) for st in studies],
         "figures": [_embed(f, out_dir) for f in made], "inference": list(inference or []),
         "conclusions": conclusions(qs, studies), "effect": effect_text,
-        "verdict": lambda c: verdict(c, kept),
+        "verdict": lambda c: verdict(c, kept), "tuning": tuning,
         "provenance": _provenance(summaries), "allow_mixed": allow_mixed,
         "undefined": [(s.label, s.n) for s in undefined],
     }

@@ -55,6 +55,10 @@ def planned_trials(experiment: Experiment, store: ResultStore, seeds: int | None
     """Every trial the experiment's definition asks for: phase one, and for a two-phase study the winners
     rerun with every seed as chosen from what phase one stored so far (provisional until phase one is done)."""
     planned = experiment.trials(seeds)
+    if experiment.tuning:
+        from ..workloads.protocol import tuned_winners
+
+        planned += tuned_winners(experiment, store, seeds)
     if experiment.select:
         winners = _select_winners(experiment, store, seeds or experiment.seeds)
         planned += [(label, spec) for label, spec in winners if spec.id not in {s.id for _, s in planned}]
@@ -67,6 +71,11 @@ def run_experiment(experiment: Experiment, store: ResultStore, executor: Executo
                                             "seeds_requested": seeds or experiment.seeds})
     summary = RunSummary()
     try:
+        if experiment.tuning:  # a search per configuration, then its best point with every seed
+            from ..workloads.protocol import run_tuned
+
+            run_tuned(experiment, store, executor, seeds, rerun, on_event, summary, _run_phase)
+            return summary
         _run_phase("train", experiment, experiment.trials(seeds), store, executor, rerun, on_event, summary)
         if experiment.select:
             winners = _select_winners(experiment, store, seeds or experiment.seeds)

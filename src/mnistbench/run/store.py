@@ -18,7 +18,8 @@ from ..errors import StoreError
 from ..core.result import TrialResult
 
 DB_NAME = "results.sqlite"
-FINISHED = ("reached", "budget", "diverged")  # "failed" trials are retried on the next run
+# "failed" trials are retried on the next run; "pruned" ones (stopped by a tuning protocol as hopeless) are not
+FINISHED = ("reached", "budget", "diverged", "pruned")
 
 SCHEMA_VERSION = 2  # PRAGMA user_version: 0 = the first layout (one row per trial), 2 = attempts
 
@@ -255,7 +256,7 @@ class ResultStore:
         self._write([("UPDATE trials SET label = ? WHERE experiment = ? AND spec_id = ?", (label, experiment, spec_id))])
 
     def finished_ids(self, experiment: str) -> set[str]:
-        rows = self._read("SELECT DISTINCT spec_id FROM trials WHERE experiment = ? AND status IN (?, ?, ?)",
+        rows = self._read("SELECT DISTINCT spec_id FROM trials WHERE experiment = ? AND status IN (?, ?, ?, ?)",
                           (experiment, *FINISHED))
         return {r[0] for r in rows}
 
@@ -263,7 +264,7 @@ class ResultStore:
         """Take a trial for this process unless it is finished (ignored with `force`) or a live process holds it."""
         owner = _owner()
         with self._transaction() as conn:
-            done = conn.execute("SELECT 1 FROM trials WHERE experiment = ? AND spec_id = ? AND status IN (?, ?, ?)",
+            done = conn.execute("SELECT 1 FROM trials WHERE experiment = ? AND spec_id = ? AND status IN (?, ?, ?, ?)",
                                 (experiment, spec_id, *FINISHED)).fetchone()
             held = conn.execute("SELECT owner, claimed FROM claims WHERE experiment = ? AND spec_id = ?",
                                 (experiment, spec_id)).fetchone()

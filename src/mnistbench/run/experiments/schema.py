@@ -11,6 +11,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_valida
 
 from ...errors import ConfigError, MnistbenchError
 from ...core.spec import TrialSpec, describe_validation_error
+from ...workloads import Tuning, apply_workload
 
 
 class _Strict(BaseModel):
@@ -40,10 +41,11 @@ class Grid(_Strict):
             chosen = dict(zip(keys, values))
             try:
                 label = self.label.format(**chosen)
+                group = self.group.format(**chosen)  # "{optimizer}": one technique per value, for profiles
             except (KeyError, IndexError, ValueError, AttributeError, TypeError) as exc:  # "{lr.x}", "{lr[0]}"
-                raise ConfigError(f"grid label '{self.label}' cannot be formatted ({exc})",
+                raise ConfigError(f"grid label '{self.label}' or group '{self.group}' cannot be formatted ({exc})",
                                   f"use only the varied fields: {', '.join(keys)}") from None
-            out.append(Config(label=label, group=self.group, fields={**self.fixed, **chosen}))
+            out.append(Config(label=label, group=group, fields={**self.fixed, **chosen}))
         return out
 
 
@@ -73,6 +75,7 @@ class Experiment(_Strict):
     grid: list[Grid] = Field(default_factory=list)
     inference: list[Inference] = Field(default_factory=list)
     select: Select | None = None
+    tuning: Tuning | None = None  # quasi-random search per configuration (workloads/tuning.py)
     source: str = ""  # where it was read from, for messages
 
     @model_validator(mode="after")
@@ -87,24 +90,41 @@ class Experiment(_Strict):
         for inf in self.inference:
             if inf.config not in labels:
                 raise ValueError(f"inference names config '{inf.config}', which is not defined")
+        if self.select and self.tuning:
+            raise ValueError("give either select (a grid, best per group) or tuning (a search per configuration)")
         for c in configs:  # fail now, before anything runs, on any invalid combination
             self.spec_for(c, seed=0)
+        if self.tuning:  # and on every point of the search space
+            self.trials()
         return self
 
     def configs(self) -> list[Config]:
         return [*self.config, *(c for g in self.grid for c in g.expand())]
 
-    def spec_for(self, config: Config, seed: int) -> TrialSpec:
+    def fields_for(self, config: Config) -> dict[str, Any]:
+        """The configuration's spec fields over the defaults, a `workload` expanded into what it fixes."""
         where = f"{self.source}: config '{config.label}': " if self.source else f"config '{config.label}': "
         try:
-            return TrialSpec(**{**self.defaults, **config.fields, "seed": seed})
+            return apply_workload({**self.defaults, **config.fields})
+        except MnistbenchError as exc:
+            raise ConfigError(f"{where}{exc.message}", exc.hint) from None
+
+    def spec_for(self, config: Config, seed: int) -> TrialSpec:
+        where = f"{self.source}: config '{config.label}': " if self.source else f"config '{config.label}': "
+        fields = self.fields_for(config)
+        try:
+            return TrialSpec(**{**fields, "seed": seed})
         except ValidationError as exc:
             raise ConfigError(describe_validation_error(exc, where=where)) from None
         except MnistbenchError as exc:  # an unknown model/optimizer/schedule, or an option it does not take
             raise ConfigError(f"{where}{exc.message}", exc.hint) from None
 
     def trials(self, seeds: int | None = None) -> list[tuple[str, TrialSpec]]:
-        """(label, spec) for every configuration and seed; with `select`, only phase one."""
+        """(label, spec) for every configuration and seed; with `select` or `tuning`, only phase one."""
+        if self.tuning:
+            from ...workloads.tuning import tuning_trials
+
+            return [(t.label, t.spec) for t in tuning_trials(self)]
         n = 1 if self.select else (seeds or self.seeds)
         return [(c.label, self.spec_for(c, s)) for c in self.configs() for s in range(n)]
 
