@@ -7,7 +7,7 @@ from typing import Any, Literal
 
 from .spec import TrialSpec
 
-Status = Literal["reached", "budget", "diverged", "failed"]
+Status = Literal["reached", "budget", "diverged", "failed", "pruned"]  # pruned: a tuning trial stopped as hopeless
 
 
 @dataclass
