@@ -147,7 +147,7 @@ def test_train_has_an_option_for_every_spec_field(capsys, monkeypatch):
     assert code == 0
     for name in TrialSpec.model_fields:
         assert (DICT_FLAGS.get(name) or "--" + name.replace("_", "-")) + " " in out, name
-    assert "[default: 2000]" in out  # defaults are the spec's own
+    assert "[default: 128]" in out  # defaults are the spec's own (batch_size)
 
 
 def test_train_passes_every_option_to_the_spec(synthetic_name, capsys, monkeypatch):

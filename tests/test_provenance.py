@@ -190,14 +190,17 @@ def test_stores_of_the_first_layout_open_with_their_trials_and_revisions(name, t
     original = REFERENCE / name / "results.sqlite"
     before = original.read_bytes()
     read = api.load_results("seed", original.parent)  # read-only: migrated in memory, the file untouched
-    assert len(read.trials) == 24 and original.read_bytes() == before
+    # All 24 trials read back. They ran NCHW with evaluation batches of 2,000, which today's `seed` leaves to the
+    # measured defaults: such trials are a configuration of their own, so they may be set apart as no longer defined.
+    assert len(read.trials) + sum(u.n for u in read.undefined) == 24 and original.read_bytes() == before
     shutil.copy(original, tmp_path / "results.sqlite")
     ResultStore(tmp_path).close()  # opened for writing: migrated in place
     assert rows(tmp_path, "PRAGMA user_version") == [(2,)]
     assert rows(tmp_path, "PRAGMA integrity_check") == [("ok",)]
     assert rows(tmp_path, "SELECT count(*), count(DISTINCT attempt) FROM trials") == [(24, 1)]
     assert len(rows(tmp_path, "SELECT * FROM curves")) == len(rows(tmp_path, "SELECT * FROM curves WHERE attempt = 1"))
-    revisions = {r for s in api.load_results("seed", tmp_path).summaries for r in s.revisions}
+    migrated = api.load_results("seed", tmp_path)
+    revisions = {r for s in [*migrated.summaries, *migrated.undefined] for r in s.revisions}
     assert revisions == ({"6152a2c6db84", "5750aec13ed7+dirty"} if name == "seed-cpu" else {"unknown"})
 
 
