@@ -105,6 +105,7 @@ class ScheduleEntry:
     description: str
     defaults: dict[str, Any] = field(default_factory=dict)
     unit: str = "step"  # when scheduler.step() is called: after every "step", or at the end of each "epoch"
+    on_metric: bool = False  # steps on the evaluation accuracy: a training decision, so never on the test set
 
 
 def _warmup_linear(opt, a, h: Horizon):
@@ -155,7 +156,7 @@ SCHEDULES.add("onecycle", ScheduleEntry(
 SCHEDULES.add("plateau", ScheduleEntry(
     lambda o, a, h: lr_scheduler.ReduceLROnPlateau(o, mode="max", factor=a["factor"], patience=a["patience"]),
     "ReduceLROnPlateau on the end-of-epoch evaluation accuracy (the notebook's text)",
-    {"factor": 0.5, "patience": 1}, unit="epoch"))
+    {"factor": 0.5, "patience": 1}, unit="epoch", on_metric=True))
 SCHEDULES.add("warmup-linear", ScheduleEntry(
     _warmup_linear, "linear warm-up over warmup_fraction of the run, then linear decay to 0 (the speedrun's)",
     {"warmup_fraction": 0.2}))

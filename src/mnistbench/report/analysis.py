@@ -273,8 +273,8 @@ def _welch_sentence(m: Metric, la: str, a: Stat, na: int, lb: str, b: Stat, nb: 
     if a.n < 2 or b.n < 2:
         return f"Too few runs for a test ({la}: {fmt(a)}, n = {a.n}; {lb}: {fmt(b)}, n = {b.n})."
     if tested is None:
-        return (f"No spread in either group, so no test: identical values are no evidence ({la}: {fmt(a)} in all "
-                f"{a.n} runs; {lb}: {fmt(b)} in all {b.n}).")
+        return (f"No spread in either group, so no test: identical values are no evidence ({la}: {m.fmt(a.mean)} "
+                f"in all {a.n} runs; {lb}: {m.fmt(b.mean)} in all {b.n}).")
     p = tested[1]
     if p < ALPHA:
         a_wins = (a.mean > b.mean) == m.higher_is_better
