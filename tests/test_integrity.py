@@ -12,7 +12,7 @@ import time
 
 import pytest
 
-from mnistbench import api, load, make_spec, run_trial
+from mnistbench import api, make_spec, run_trial
 from mnistbench.core import trial
 from mnistbench.run.store import KILL_IN_WRITE
 
