@@ -122,7 +122,9 @@ def wait_for_claims(results: Path, proc, timeout: float = 60) -> None:
 
 
 def test_random_kills_then_resume_store_every_trial_exactly_once(synthetic_name, tmp_path):
-    rng = random.Random(int(os.environ.get("MNISTBENCH_TEST_SEED", time.time_ns() % 10_000)))
+    seed = int(os.environ.get("MNISTBENCH_TEST_SEED", time.time_ns() % 10_000))
+    print(f"kill moments drawn with MNISTBENCH_TEST_SEED={seed}")  # shown on failure: rerun with it set
+    rng = random.Random(seed)
     path = write_experiment(tmp_path, synthetic_name, steps=30)
     results = tmp_path / "r"
     kills = 0
