@@ -7,7 +7,11 @@ record's model and optimizer settings with bf16 autocast, channels-last and in-m
 reference. One untimed warm-up run each (oneDNN builds its kernels on first use), then seeds alternate
 between the two so that drift on a shared machine hits both.
 
-    python benchmarks/speedrun.py --seeds 10
+The recipe's budget was chosen on seeds 0-9 (TUNING_SEEDS), so reporting on those seeds would grade the choice
+on the data that made it. The figures come from held-out seeds (1000 onwards by default), never used for a
+choice: mean accuracy with its 95% Student-t interval, and how many seeds reach 99%.
+
+    python benchmarks/speedrun.py --seeds 50
 """
 
 from __future__ import annotations
@@ -18,6 +22,7 @@ import sys
 from pathlib import Path
 
 import torch
+from scipy import stats
 
 sys.path.insert(0, str(Path(__file__).parent))
 from peak import matmul_peak  # noqa: E402
@@ -27,10 +32,24 @@ from mnistbench.run.experiments import load_experiment  # noqa: E402
 from mnistbench.core.models import build_model, flops_per_image  # noqa: E402
 
 
+TUNING_SEEDS = range(10)  # the seeds the speedrun's budget was chosen on: never reported
+
+
+def mean_ci95(values: list[float]) -> tuple[float, float]:
+    """Mean and the half-width of its 95% Student-t interval."""
+    n = len(values)
+    half = stats.t.ppf(0.975, n - 1) * statistics.stdev(values) / n ** 0.5 if n > 1 else float("nan")
+    return statistics.fmean(values), half
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--seeds", type=int, default=10)
+    parser.add_argument("--seeds", type=int, default=50, help="held-out seeds to report on")
+    parser.add_argument("--first-seed", type=int, default=1000, help="the first held-out seed")
     args = parser.parse_args()
+    held_out = range(args.first_seed, args.first_seed + args.seeds)
+    if set(held_out) & set(TUNING_SEEDS):
+        parser.error(f"seeds {held_out.start}-{held_out.stop - 1} overlap the tuning seeds 0-9: pick --first-seed >= 10")
 
     recipes = dict(load_experiment("speedrun").trials(1))  # label -> spec (seed 0)
     data = load("mnist")
@@ -41,7 +60,7 @@ def main() -> None:
         print(f"warm-up {label}: {warm.wall_seconds:.2f} s (excluded)")
 
     runs: dict[str, list] = {label: [] for label in recipes}
-    for seed in range(args.seeds):
+    for seed in held_out:
         for label, spec in recipes.items():
             r = run_trial(spec.model_copy(update={"seed": seed}), data)
             runs[label].append(r)
@@ -50,17 +69,20 @@ def main() -> None:
 
     device = next(iter(runs.values()))[0].device
     peak = matmul_peak(torch.bfloat16, device)
-    print(f"\n{args.seeds} seeds on {device}, {torch.get_num_threads()} CPU threads, bf16 matmul peak measured: "
-          f"{peak / 1e9:.0f} GFLOP/s")
-    print(f"{'recipe':32s} {'mean s':>7s} {'min':>6s} {'max':>6s} {'mean acc':>9s} {'>= 99%':>7s} {'% of peak':>9s}")
+    print(f"\n{args.seeds} held-out seeds ({held_out.start}-{held_out.stop - 1}; the budget was chosen on seeds "
+          f"{TUNING_SEEDS.start}-{TUNING_SEEDS.stop - 1}, not reported) on {device}, {torch.get_num_threads()} CPU "
+          f"threads, bf16 matmul peak measured: {peak / 1e9:.0f} GFLOP/s")
+    print(f"{'recipe':32s} {'mean s':>7s} {'min':>6s} {'max':>6s} {'mean acc ± 95% CI':>18s} {'>= 99%':>7s} "
+          f"{'% of peak':>9s}")
     for label, results in runs.items():
         spec = results[0].spec
         times = [r.wall_seconds for r in results]
         accs = [r.final_accuracy for r in results]
         train_flops = 3 * flops_per_image(build_model(spec.model)) * results[0].steps * spec.batch_size
         share = statistics.fmean(train_flops / r.train_seconds for r in results) / peak
+        acc, half = mean_ci95(accs)
         print(f"{label:32s} {statistics.fmean(times):7.3f} {min(times):6.3f} {max(times):6.3f} "
-              f"{statistics.fmean(accs):9.2%} {sum(a >= 0.99 for a in accs):4d}/{len(accs):<2d} {share:9.1%}")
+              f"{acc:9.2%} ± {100 * half:.2f} {sum(a >= 0.99 for a in accs):4d}/{len(accs):<3d} {share:9.1%}")
     best, ref = (statistics.fmean(r.wall_seconds for r in v) for v in runs.values())
     print(f"speed-up over the plain port: {ref / best:.2f}x")
 

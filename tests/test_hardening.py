@@ -123,7 +123,9 @@ def wait_for_claims(results: Path, proc, timeout: float = 60) -> None:
 
 
 def test_random_kills_then_resume_store_every_trial_exactly_once(synthetic_name, tmp_path):
-    rng = random.Random(int(os.environ.get("MNISTBENCH_TEST_SEED", time.time_ns() % 10_000)))
+    seed = int(os.environ.get("MNISTBENCH_TEST_SEED", time.time_ns() % 10_000))
+    print(f"kill moments drawn with MNISTBENCH_TEST_SEED={seed}")  # shown on failure: rerun with it set
+    rng = random.Random(seed)
     path = write_experiment(tmp_path, synthetic_name, steps=30)
     results = tmp_path / "r"
     kills = 0
@@ -171,13 +173,14 @@ def test_processes_opening_a_new_store_together_all_succeed(tmp_path):
 
 
 def test_two_runs_at_once_never_run_a_trial_twice(synthetic_name, tmp_path):
-    path = write_experiment(tmp_path, synthetic_name)
+    path = write_experiment(tmp_path, synthetic_name, steps=30)  # long enough for both to get trials
     results = tmp_path / "r"
     procs = [start_cli("run", path, "--results", results) for _ in range(2)]
     outputs = [p.communicate(timeout=240) for p in procs]
     for p, (out, err) in zip(procs, outputs):
         assert p.returncode == 0, err
     ran = [{(m[2], int(m[3])) for m in LINE.findall(out)} for out, _ in outputs]
+    assert ran[0] and ran[1], f"one process ran every trial, so nothing was shared: {ran}"
     assert not ran[0] & ran[1], "a trial ran in both processes"
     assert len(ran[0] | ran[1]) == 6
     rows = stored(results)

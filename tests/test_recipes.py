@@ -10,7 +10,8 @@ from torch.optim import lr_scheduler
 from mnistbench import load, make_spec, run_trial
 from mnistbench.core.recipes import (OPTIMIZERS, SCHEDULES, OptimizerEntry, ScheduleEntry, optimizer_title)
 from mnistbench.errors import ConfigError
-from mnistbench.report.analysis import OPTIMIZER_NAMES, derive_label
+from mnistbench.core.recipes import optimizer_title
+from mnistbench.report.analysis import derive_label
 
 
 class PlainSGD(torch.optim.Optimizer):
@@ -69,4 +70,4 @@ def test_capabilities_are_data():
     assert OPTIMIZERS.get("adam").fused and "fused" in OPTIMIZERS.get("adam").defaults
     assert not OPTIMIZERS.get("sgd").fused and "fused" not in OPTIMIZERS.get("sgd").defaults
     assert SCHEDULES.get("plateau").unit == "metric" and SCHEDULES.get("step").unit == "epoch"
-    assert {name: OPTIMIZER_NAMES[name] for name in ("sgd", "adam")} == {"sgd": "SGD", "adam": "Adam"}
+    assert {name: optimizer_title(name) for name in ("sgd", "adam")} == {"sgd": "SGD", "adam": "Adam"}

@@ -43,9 +43,9 @@ def test_cadence_is_finer_than_an_epoch_until_the_target(synthetic_name, data):
 
 
 def test_same_seed_same_curve(synthetic_name, data):
-    runs = [run_trial(spec(synthetic_name, model="seed-bn", optimizer="sgd", optimizer_args={"momentum": 0.9},
-                           steps=12, eval_every=4, seed=7), data) for _ in range(2)]
-    other = run_trial(spec(synthetic_name, model="seed-bn", steps=12, eval_every=4, seed=8), data)
+    same = dict(model="seed-bn", optimizer="sgd", optimizer_args={"momentum": 0.9}, steps=12, eval_every=4)
+    runs = [run_trial(spec(synthetic_name, **same, seed=7), data) for _ in range(2)]
+    other = run_trial(spec(synthetic_name, **same, seed=8), data)  # only the seed differs
     curve = lambda r: [(p.step, p.train_loss, p.eval_accuracy, p.eval_loss) for p in r.curve]
     assert curve(runs[0]) == curve(runs[1])
     assert curve(runs[0]) != curve(other)

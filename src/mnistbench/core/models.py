@@ -31,18 +31,20 @@ class SimpleCNN(nn.Module):
 
 
 class OptimizedCNN(nn.Module):
-    """The seed's OptimizedCNN: SimpleCNN with BatchNorm after each conv and dropout 0.25 before fc1."""
+    """The seed's OptimizedCNN: SimpleCNN with BatchNorm after each conv and dropout 0.25 before fc1.
+    `batchnorm` or `dropout` False gives the ablation's halves (identity layers, same parameters otherwise),
+    so the two changes the notebook makes at once can be measured apart."""
 
-    def __init__(self):
+    def __init__(self, batchnorm: bool = True, dropout: bool = True):
         super().__init__()
         self.conv1 = nn.Conv2d(1, 32, 3, 1)
-        self.bn1 = nn.BatchNorm2d(32)
+        self.bn1 = nn.BatchNorm2d(32) if batchnorm else nn.Identity()
         self.conv2 = nn.Conv2d(32, 64, 3, 1)
-        self.bn2 = nn.BatchNorm2d(64)
+        self.bn2 = nn.BatchNorm2d(64) if batchnorm else nn.Identity()
         self.fc1 = nn.Linear(9216, 128)
         self.fc2 = nn.Linear(128, 10)
         self.pool = nn.MaxPool2d(2)
-        self.dropout = nn.Dropout(0.25)
+        self.dropout = nn.Dropout(0.25) if dropout else nn.Identity()
 
     def forward(self, x):
         x = torch.relu(self.bn1(self.conv1(x)))
@@ -93,24 +95,51 @@ def fast_mnist_cnn() -> nn.Module:
     )
 
 
+# Techniques a model may add over its family's base, with the words a report uses for them.
+TECHNIQUES = {"batchnorm": "BatchNorm", "dropout": "dropout"}
+
+
 @dataclass(frozen=True)
 class ModelEntry:
     build: Callable[[], nn.Module]
     description: str
-    batchnorm: bool
+    family: str  # models of one family share their layers except the techniques each adds
+    adds: frozenset[str] = frozenset()  # keys of TECHNIQUES this model adds over its family's base
+    title: str = ""  # how a report names it when a comparison changes several techniques at once
+    built_in: frozenset[str] = frozenset()  # techniques its family's base already has (compact's BatchNorm)
     # Train and evaluate channels-last on CPU unless a spec says otherwise: the same fp32 math with its sums
     # in another order, chosen where `benchmarks/layout.py` measured it faster at every seed batch size.
     channels_last: bool = True
 
+    @property
+    def techniques(self) -> frozenset[str]:
+        return self.adds | self.built_in
+
+    @property
+    def batchnorm(self) -> bool:
+        return "batchnorm" in self.techniques
+
 
 MODELS: Registry[ModelEntry] = Registry("model")
-MODELS.add("seed-simple", ModelEntry(SimpleCNN, "the notebook's SimpleCNN, exactly as its code", False))
-MODELS.add("seed-bn", ModelEntry(OptimizedCNN, "the notebook's OptimizedCNN (BatchNorm + dropout 0.25)", True))
-MODELS.add("summary", ModelEntry(lambda: summary_cnn(False), "the notebook summary's CNN (two pools)", False))
-MODELS.add("summary-bn", ModelEntry(lambda: summary_cnn(True), "the notebook summary's CNN with BatchNorm", True))
-MODELS.add("compact", ModelEntry(compact_cnn, "a compact CNN for speed work (16/32 channels, BatchNorm)", True))
-MODELS.add("speedrun", ModelEntry(speedrun_cnn, "the CPU speedrun model (stride-2 first conv, 16/32 channels)", False))
-MODELS.add("fast-mnist", ModelEntry(fast_mnist_cnn, "the GPU speed record's model (train_mnist_fast)", False))
+MODELS.add("seed-simple", ModelEntry(SimpleCNN, "the notebook's SimpleCNN, exactly as its code", "seed",
+                                     title="the notebook's SimpleCNN"))
+MODELS.add("seed-bn", ModelEntry(OptimizedCNN, "the notebook's OptimizedCNN (BatchNorm + dropout 0.25)", "seed",
+                                 frozenset({"batchnorm", "dropout"}), "the notebook's OptimizedCNN"))
+MODELS.add("seed-bn-only", ModelEntry(lambda: OptimizedCNN(dropout=False),
+                                      "SimpleCNN + BatchNorm only (the OptimizedCNN without its dropout)", "seed",
+                                      frozenset({"batchnorm"}), "SimpleCNN + BatchNorm"))
+MODELS.add("seed-dropout", ModelEntry(lambda: OptimizedCNN(batchnorm=False),
+                                      "SimpleCNN + dropout 0.25 only (the OptimizedCNN without BatchNorm)", "seed",
+                                      frozenset({"dropout"}), "SimpleCNN + dropout"))
+MODELS.add("summary", ModelEntry(lambda: summary_cnn(False), "the notebook summary's CNN (two pools)", "summary",
+                                 title="the notebook summary's CNN"))
+MODELS.add("summary-bn", ModelEntry(lambda: summary_cnn(True), "the notebook summary's CNN with BatchNorm",
+                                    "summary", frozenset({"batchnorm"}), "the summary's CNN with BatchNorm"))
+MODELS.add("compact", ModelEntry(compact_cnn, "a compact CNN for speed work (16/32 channels, BatchNorm)", "compact",
+                                 built_in=frozenset({"batchnorm"})))
+MODELS.add("speedrun", ModelEntry(speedrun_cnn, "the CPU speedrun model (stride-2 first conv, 16/32 channels)",
+                                  "speedrun"))
+MODELS.add("fast-mnist", ModelEntry(fast_mnist_cnn, "the GPU speed record's model (train_mnist_fast)", "fast-mnist"))
 
 
 def build_model(name: str) -> nn.Module:

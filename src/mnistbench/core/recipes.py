@@ -119,6 +119,11 @@ class ScheduleEntry:
     unit: Literal["step", "epoch", "metric"] = "step"  # when it steps: after every optimizer "step", at each
     # "epoch" end, or at each epoch end on a "metric" (the end-of-epoch evaluation accuracy)
 
+    @property
+    def on_metric(self) -> bool:
+        """Steps on the evaluation accuracy: a training decision, so never on the test set (see spec.py)."""
+        return self.unit == "metric"
+
 
 @dataclass
 class Schedule:

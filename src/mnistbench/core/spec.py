@@ -11,7 +11,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 from ..errors import ConfigError
 from .models import MODELS
 from .horizon import EVALS_PER_EPOCH
-from .recipes import check_recipe
+from .recipes import SCHEDULES, check_recipe
 
 Precision = Literal["fp32", "bf16"]
 
@@ -65,6 +65,10 @@ class TrialSpec(BaseModel):
         check_recipe(self.optimizer, self.optimizer_args, self.schedule, self.schedule_args, lr=self.lr)
         if self.eval_on == "val" and self.val_size == 0:
             raise ValueError("eval_on 'val' needs val_size > 0")
+        if SCHEDULES.get(self.schedule).on_metric and self.eval_on != "val":
+            # Stepping on test accuracy would let the test set shape training and then grade it.
+            raise ValueError(f"schedule '{self.schedule}' steps on the evaluation accuracy, which must not be the "
+                             "test set: set eval_on = \"val\" and val_size > 0 (--eval-on val --val-size 10000)")
         if self.epochs is None and self.steps is None:
             raise ValueError("give a budget: epochs or steps")
         return self

@@ -3,39 +3,59 @@ asked automatically of whatever configurations an experiment ran, answered with 
 
 from __future__ import annotations
 
-import os
 from dataclasses import dataclass
 from itertools import combinations
 from typing import Callable, Sequence
 
-from .analysis import (Comparison, ConfigSummary, compare, derive_label, describe_stat, holm, p_text, pct,
+from .analysis import (Comparison, ConfigSummary, compare, derive_label, describe_stat, p_text, pct,
                        target_text)
-from ..core.models import MODELS
+from .significance import holm
+from ..core.models import MODELS, TECHNIQUES
 from ..core.recipes import OPTIMIZERS
 from ..core.spec import TrialSpec
 
 
-def _bn(spec: TrialSpec) -> bool:
-    return MODELS.get(spec.model).batchnorm
+def _added(a: TrialSpec, b: TrialSpec) -> frozenset[str] | None:
+    """The techniques model b adds to model a when both belong to one family and b keeps all of a's; else None.
+    The registry says what each model adds over its family's base, so no name carries hidden meaning."""
+    ea, eb = MODELS.get(a.model), MODELS.get(b.model)
+    if ea.family != eb.family or not ea.adds < eb.adds:
+        return None
+    return eb.adds - ea.adds
+
+
+def _model_heading(a: TrialSpec, b: TrialSpec) -> str:
+    """'Batch normalization', or every technique the pair changes at once, named with the model that does:
+    'BatchNorm + dropout (the notebook's OptimizedCNN)'."""
+    added = sorted(_added(a, b) or _added(b, a) or (), key=list(TECHNIQUES).index)
+    if added == ["batchnorm"]:
+        return "Batch normalization"
+    if len(added) == 1:
+        return TECHNIQUES[added[0]].capitalize()
+    bigger = MODELS.get(b.model if _added(a, b) else a.model)
+    return " + ".join(TECHNIQUES[t] for t in added) + (f" ({bigger.title})" if bigger.title else "")
 
 
 @dataclass(frozen=True)
 class Factor:
     """One technique the notebook asks about, and how to tell which configurations isolate it."""
 
-    heading: str
-    fields: frozenset[str]  # spec fields that belong to the factor (an optimizer comes with its lr)
+    heading: Callable[[TrialSpec, TrialSpec], str]
+    fields: frozenset[str]  # spec fields that may differ in a pair (an optimizer comes with its lr)
+    own: frozenset[str]  # the fields that are the factor itself; any other field that differs is named
     differs: Callable[[TrialSpec, TrialSpec], bool]
     rank: Callable[[TrialSpec], int]  # the reference side (lower rank) is named first
     loosen: frozenset[str] = frozenset()  # may differ too when no exact pair exists (a schedule's own lr)
 
 
 FACTORS: dict[str, Factor] = {
-    "optimizer": Factor("Optimizer", frozenset({"optimizer", "lr", "optimizer_args"}),
+    "optimizer": Factor(lambda a, b: "Optimizer", frozenset({"optimizer", "lr", "optimizer_args"}),
+                        frozenset({"optimizer", "optimizer_args"}),
                         lambda a, b: a.optimizer != b.optimizer, lambda s: OPTIMIZERS.names().index(s.optimizer)),
-    "batchnorm": Factor("Batch normalization", frozenset({"model"}),
-                        lambda a, b: _bn(a) != _bn(b), lambda s: int(_bn(s))),
-    "schedule": Factor("Learning-rate schedule", frozenset({"schedule", "schedule_args"}),
+    "model": Factor(_model_heading, frozenset({"model"}), frozenset({"model"}),
+                    lambda a, b: bool(_added(a, b) or _added(b, a)), lambda s: len(MODELS.get(s.model).adds)),
+    "schedule": Factor(lambda a, b: "Learning-rate schedule", frozenset({"schedule", "schedule_args"}),
+                       frozenset({"schedule", "schedule_args"}),
                        lambda a, b: (a.schedule == "constant") != (b.schedule == "constant"),
                        lambda s: int(s.schedule != "constant"), frozenset({"lr"})),
 }
@@ -46,10 +66,6 @@ def _rest(spec: TrialSpec, free: frozenset[str]) -> str:
     return repr(sorted(spec.model_dump(mode="json", exclude=set(free) | {"seed"}).items()))
 
 
-def _closeness(a: ConfigSummary, b: ConfigSummary) -> int:
-    return len(os.path.commonprefix([a.spec.model, b.spec.model]))
-
-
 def _pairs(summaries: Sequence[ConfigSummary], f: Factor) -> list[tuple[ConfigSummary, ConfigSummary]]:
     def isolates(a: ConfigSummary, b: ConfigSummary, free: frozenset[str]) -> bool:
         return f.differs(a.spec, b.spec) and _rest(a.spec, free) == _rest(b.spec, free)
@@ -58,12 +74,15 @@ def _pairs(summaries: Sequence[ConfigSummary], f: Factor) -> list[tuple[ConfigSu
     used = {s.key for p in exact for s in p}
     loose = [p for p in combinations(summaries, 2)
              if used.isdisjoint(s.key for s in p) and isolates(*p, f.fields | f.loosen)]
-    pairs = [tuple(sorted(p, key=lambda s: f.rank(s.spec))) for p in exact + loose]
-    # Keep each reference's closest partners: seed-simple pairs with seed-bn, not with an unrelated BN model.
-    best: dict[str, int] = {}
-    for a, b in pairs:
-        best[a.key] = max(best.get(a.key, 0), _closeness(a, b))
-    return [(a, b) for a, b in pairs if _closeness(a, b) == best[a.key]]
+    return [tuple(sorted(p, key=lambda s: f.rank(s.spec))) for p in exact + loose]
+
+
+def also_differs(a: TrialSpec, b: TrialSpec, own: frozenset[str]) -> str:
+    """Every field besides the factor's own that differs in the pair: a difference is never credited to one
+    field while another changed with it."""
+    dumped = a.model_dump(), b.model_dump()
+    return "; ".join(f"{k} differs too: {dumped[0][k]} vs {dumped[1][k]}"
+                     for k in dumped[0] if k not in own | {"seed"} and dumped[0][k] != dumped[1][k])
 
 
 @dataclass
@@ -72,9 +91,9 @@ class Question:
 
     factor: str
     heading: str
-    a: ConfigSummary  # the reference: SGD, without BatchNorm, without a schedule
+    a: ConfigSummary  # the reference: SGD, the model with fewer techniques, no schedule
     b: ConfigSummary
-    note: str  # what else differs, when no exact pair existed
+    note: str  # what else differs besides the factor
     comparisons: list[Comparison]
 
     @property
@@ -86,10 +105,8 @@ def questions(summaries: Sequence[ConfigSummary]) -> list[Question]:
     out = []
     for name, f in FACTORS.items():
         for a, b in _pairs(summaries, f):
-            note = "; ".join(f"{k} differs too: {getattr(a.spec, k)} vs {getattr(b.spec, k)}"
-                             for k in sorted(f.loosen) if getattr(a.spec, k) != getattr(b.spec, k))
             comps = [compare(a.results, b.results, m, a.label, b.label) for m in ("time_to_target", "accuracy")]
-            out.append(Question(name, f.heading, a, b, note, comps))
+            out.append(Question(name, f.heading(a.spec, b.spec), a, b, also_differs(a.spec, b.spec, f.own), comps))
     return out
 
 
@@ -100,19 +117,28 @@ class BatchStudy:
     title: str
     rows: list[ConfigSummary]
     sentence: str
-    comparison: Comparison | None  # the best batch size against the runner-up
+    comparison: Comparison | None  # the best batch size against the runner-up: exploratory (picked post hoc)
+
+
+def _quickest_first(s: ConfigSummary) -> tuple[float, float]:
+    """Most seeds reaching the target first, then the mean time of those seeds: a seed that missed the target
+    counts as slower than any that reached it, so 2 fast seeds of 3 do not beat 3 of 3."""
+    return -s.reached / s.n, s.time_to_target.mean
 
 
 def _batch_sentence(rows: list[ConfigSummary], target: str) -> str:
     def time(s: ConfigSummary) -> str:
-        return describe_stat(s.time_to_target, "time_to_target") if s.reached else f"not reached (0 of {s.n})"
+        if not s.reached:
+            return f"not reached (0 of {s.n})"
+        return f"{describe_stat(s.time_to_target, 'time_to_target')}, {s.reached} of {s.n} seeds"
 
-    reached = [s for s in rows if s.time_to_target.n]
+    reached = sorted((s for s in rows if s.time_to_target.n), key=_quickest_first)
     if reached:
-        fastest = min(reached, key=lambda s: s.time_to_target.mean)
+        fastest = reached[0]
         others = "; ".join(f"{s.spec.batch_size}: {time(s)}" for s in rows if s is not fastest)
-        text = (f"Batch size {fastest.spec.batch_size} reached {target} fastest ({time(fastest)}, "
-                f"n = {fastest.time_to_target.n}); {others}.")
+        text = f"Batch size {fastest.spec.batch_size} reached {target} fastest ({time(fastest)}); {others}."
+        if any(s.reached < s.n for s in rows):
+            text += " A seed that missed the target counts as slower than any that reached it."
     else:
         text = f"No batch size reached {target}."
     finished = [s for s in rows if s.accuracy.n]
@@ -126,12 +152,13 @@ def _batch_sentence(rows: list[ConfigSummary], target: str) -> str:
 
 
 def _runner_up(rows: list[ConfigSummary]) -> Comparison | None:
-    """Is the winner really ahead? Welch's test of the best batch size against the second best."""
-    for metric, attr, sign in (("time_to_target", "time_to_target", 1), ("accuracy", "accuracy", -1)):
-        ranked = sorted((s for s in rows if getattr(s, attr).n), key=lambda s: sign * getattr(s, attr).mean)
+    """Is the winner really ahead? The best batch size against the second best. Both were picked after seeing
+    the results, so the test is exploratory: shown, but neither claimed nor counted in Holm's family."""
+    for metric, ranked in (("time_to_target", sorted((s for s in rows if s.reached), key=_quickest_first)),
+                           ("accuracy", sorted((s for s in rows if s.accuracy.n), key=lambda s: -s.accuracy.mean))):
         if len(ranked) >= 2:
             a, b = ranked[:2]
-            return compare(a.results, b.results, metric, a.label, b.label)
+            return compare(a.results, b.results, metric, a.label, b.label, exploratory=True)
     return None
 
 
@@ -157,12 +184,14 @@ def batch_studies(summaries: Sequence[ConfigSummary]) -> list[BatchStudy]:
 
 
 def family(qs: Sequence[Question], studies: Sequence[BatchStudy]) -> list[Comparison]:
-    """Every comparison a report makes: the family Holm's correction is taken over."""
-    return [c for q in qs for c in q.comparisons] + [s.comparison for s in studies if s.comparison]
+    """Every confirmatory comparison a report makes: the family Holm's correction is taken over. Exploratory
+    ones (a pick made after seeing the data) stay out: they are shown with their p, never claimed."""
+    comps = [c for q in qs for c in q.comparisons] + [s.comparison for s in studies if s.comparison]
+    return [c for c in comps if not c.exploratory]
 
 
 def holm_survivors(comps: Sequence[Comparison]) -> set[Comparison]:
-    tested = [c for c in comps if c.p is not None]
+    tested = [c for c in comps if c.p is not None and not c.exploratory]
     return {c for c, kept in zip(tested, holm([c.p for c in tested])) if kept}
 
 
@@ -171,10 +200,14 @@ def conclusions(qs: Sequence[Question], studies: Sequence[BatchStudy]) -> list[s
     report makes, then a word on those significant only on their own; or one sentence saying why there are none."""
     comps = family(qs, studies)
     tested = [c for c in comps if c.p is not None]
+    exploratory = [s.comparison for s in studies if s.comparison]
+    aside = (["The batch-size comparisons are exploratory (the two best sizes, picked after seeing the results): "
+              "they are shown beside their table and not claimed here."] if exploratory else [])
     if not comps:
-        return ["No two configurations differ in a single factor, so nothing was compared."]
+        return ["No two configurations differ in a single factor, so nothing was compared."] + aside
     if not tested:
-        return ["No test was possible: run at least two seeds per configuration."]
+        return ["No test was possible: each comparison had fewer than two runs a side, values without spread, "
+                "or no seed reaching the target."] + aside
     kept = holm_survivors(tested)
     out = [c.sentence for c in tested if c in kept]
     alone = [c for c in tested if c.significant and c not in kept]
@@ -187,4 +220,4 @@ def conclusions(qs: Sequence[Question], studies: Sequence[BatchStudy]) -> list[s
                    "the data does not support ranking these configurations.")
     elif not kept:
         out.insert(0, f"No comparison stays significant after {correction}.")
-    return out
+    return out + aside

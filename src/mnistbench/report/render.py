@@ -141,10 +141,13 @@ def _method(results: Sequence[TrialResult], summaries: list[ConfigSummary]) -> l
         f"Budget: {' or '.join(budgets)}.",
         f"Each configuration ran with {' to '.join(str(n) for n in sorted({min(seeds), max(seeds)}))} "
         f"seed{'s' * (max(seeds) > 1)}. Means are given ± the half-width of a 95% Student-t confidence interval; "
-        "time and epochs to target are averaged over the seeds that reached the target. Comparisons use Welch's "
-        "t-test (two-sided, significant at p < 0.05); the conclusions claim only the differences that stay "
-        "significant under Holm's correction for all the tests in the report. Sentences quote mean ± standard "
-        "deviation.",
+        "time and epochs to target are averaged over the seeds that reached the target. Final accuracy is "
+        "compared with Welch's t-test; time to target with an exact Mann-Whitney rank test over every seed, in "
+        "which a seed that missed the target ranks slower than any that reached it (two-sided, significant at "
+        "p < 0.05). Groups without spread are not tested: identical values are no evidence. The conclusions "
+        "claim only the differences that stay significant under Holm's correction for all the confirmatory "
+        "tests in the report; a comparison picked after seeing the results (the best batch size against the "
+        "runner-up) is exploratory and is not claimed. Sentences quote mean ± standard deviation.",
     ]
     compiled = sum(r.compile_seconds for r in results)
     if compiled:
@@ -178,12 +181,17 @@ def _figures(summaries, qs, studies, inference, fig_dir: Path) -> list[FigurePat
 
 
 def _grouped(qs: list[Question]) -> list[tuple[str, list[Question]]]:
-    """Questions under their factor's heading, in the order of FACTORS (the notebook's order)."""
-    return [(f.heading, group) for name, f in FACTORS.items() if (group := [q for q in qs if q.factor == name])]
+    """Questions under their heading, in the order of FACTORS (the notebook's order), then of appearance."""
+    ordered = sorted(qs, key=lambda q: list(FACTORS).index(q.factor))
+    headings = list(dict.fromkeys(q.heading for q in ordered))
+    return [(h, [q for q in ordered if q.heading == h]) for h in headings]
 
 
 def verdict(c: Comparison, kept: set[Comparison]) -> str:
-    """'significant' only when the difference survives Holm's correction, as the conclusions claim it."""
+    """'significant' only when the difference survives Holm's correction, as the conclusions claim it;
+    an exploratory comparison (picked after seeing the data) says so whatever its p."""
+    if c.exploratory:
+        return "exploratory"
     if c in kept:
         return "significant"
     return "significant alone" if c.significant else "no test" if c.p is None else "not significant"
@@ -199,6 +207,8 @@ def effect_text(c: Comparison) -> str:
         parts.append(f"difference of means {sign}{size:.{m.decimals(size)}f} {m.unit}")
     if c.hedges_g is not None:
         parts.append(f"Hedges' g {c.hedges_g:+.2f}".replace("-", "−"))
+    if c.test == "Mann-Whitney rank test":
+        parts.append(f"Mann-Whitney U {c.statistic:g}")
     if c.p is not None:
         parts.append(p_text(c.p))
     return " · ".join(parts)

@@ -7,6 +7,7 @@ from __future__ import annotations
 import contextlib
 import json
 import os
+import signal
 import socket
 import sqlite3
 import time
@@ -18,6 +19,9 @@ from ..errors import StoreError
 from ..core.result import TrialResult
 
 DB_NAME = "results.sqlite"
+# Test-only fault injection: with this set to N, a process writing a trial kills itself (SIGKILL) right after
+# the Nth statement of the trial's transaction, before COMMIT, so tests crash inside the commit itself.
+KILL_IN_WRITE = "MNISTBENCH_TEST_KILL_IN_WRITE"
 # "failed" trials are retried on the next run; "pruned" ones (stopped by a tuning protocol as hopeless) are not
 FINISHED = ("reached", "budget", "diverged", "pruned")
 
@@ -204,12 +208,15 @@ class ResultStore:
                              "free some disk space or make the folder writable; stored results are intact") from None
 
     def _write(self, statements: list[tuple[str, Any]]) -> None:
+        kill_after = os.environ.get(KILL_IN_WRITE) if any("INTO trials" in sql for sql, _ in statements) else None
         with self._transaction() as conn:
-            for sql, params in statements:
+            for i, (sql, params) in enumerate(statements, 1):
                 if isinstance(params, list):
                     conn.executemany(sql, params)
                 else:
                     conn.execute(sql, params)
+                if kill_after == str(i):
+                    os.kill(os.getpid(), signal.SIGKILL)
 
     def save_experiment(self, name: str, definition: dict) -> None:
         self._write([("INSERT OR REPLACE INTO experiments VALUES (?, ?, ?)",

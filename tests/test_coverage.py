@@ -1,0 +1,193 @@
+"""What no other test runs: every registered model, optimizer and schedule built once; bf16, channels-last,
+label smoothing and torch.compile trials; the per-step and metric schedules; evaluation on a validation split;
+[[inference]] rows from the store to the report; the two-phase `select` flow on tiny data."""
+
+from __future__ import annotations
+
+import math
+
+import pytest
+import torch
+
+from mnistbench import api, load, make_spec, run_trial
+from mnistbench.core.models import MODELS, build_model
+from mnistbench.core.recipes import OPTIMIZERS, SCHEDULES, Horizon, make_optimizer, make_schedule
+from mnistbench.core.trial import evaluate
+
+from .test_experiments import stored, write_experiment
+
+TINY = dict(model="compact", batch_size=32, threads=1, eval_batch_size=100)
+
+
+@pytest.fixture
+def data(synthetic_name):
+    return load(synthetic_name)
+
+
+def spec(synthetic_name, **over):
+    return make_spec(dataset=synthetic_name, **{**TINY, **over})
+
+
+# --- Every registry entry, once -----------------------------------------------------------------------------
+
+@pytest.mark.parametrize("name", MODELS.names())
+def test_every_model_builds_and_classifies_a_batch(name):
+    torch.manual_seed(0)
+    model = build_model(name)
+    assert model(torch.zeros(3, 1, 28, 28)).shape == (3, 10)
+
+
+@pytest.mark.parametrize("name", OPTIMIZERS.names())
+def test_every_optimizer_takes_a_step(name):
+    weight = torch.nn.Parameter(torch.ones(4))
+    optimizer = make_optimizer(name, [weight], 0.1, {})
+    (weight ** 2).sum().backward()
+    optimizer.step()
+    assert not torch.equal(weight.detach(), torch.ones(4))
+
+
+@pytest.mark.parametrize("name", SCHEDULES.names())
+def test_every_schedule_builds_and_steps(name):
+    optimizer = make_optimizer("sgd", [torch.nn.Parameter(torch.ones(1))], 0.1, {})
+    scheduler, unit = make_schedule(name, optimizer, {}, Horizon(steps_per_epoch=10, total_steps=30))
+    assert unit in ("step", "epoch")
+    if scheduler is not None:
+        optimizer.step()
+        scheduler.step(0.5) if SCHEDULES.get(name).on_metric else scheduler.step()
+        assert math.isfinite(optimizer.param_groups[0]["lr"])
+
+
+# --- Trial options no other test runs -----------------------------------------------------------------------
+
+def test_bf16_trial_trains_and_evaluates(synthetic_name, data):
+    result = run_trial(spec(synthetic_name, optimizer="adam", lr=3e-3, steps=10, eval_every=5,
+                            precision="bf16", target=0.3), data)
+    assert result.status == "reached" and result.final_accuracy >= 0.3
+    assert all(math.isfinite(p.train_loss) for p in result.curve)
+
+
+def test_channels_last_trial_matches_the_default_layout(synthetic_name, data):
+    plain = run_trial(spec(synthetic_name, optimizer="adam", lr=3e-3, steps=10, eval_every=5), data)
+    last = run_trial(spec(synthetic_name, optimizer="adam", lr=3e-3, steps=10, eval_every=5,
+                          channels_last=True), data)
+    conv = next(m for m in last.model.modules() if isinstance(m, torch.nn.Conv2d))
+    assert conv.weight.is_contiguous(memory_format=torch.channels_last)
+    # Same numbers up to the rounding of a different reduction order.
+    assert [p.train_loss for p in last.curve] == pytest.approx([p.train_loss for p in plain.curve], rel=1e-3)
+
+
+def test_label_smoothing_changes_the_loss(synthetic_name, data):
+    plain = run_trial(spec(synthetic_name, steps=5, eval_every=5), data)
+    smooth = run_trial(spec(synthetic_name, steps=5, eval_every=5, label_smoothing=0.2), data)
+    # Same seed, same first weights: the smoothed loss of a near-uniform model differs from plain cross-entropy.
+    assert smooth.curve[0].train_loss != pytest.approx(plain.curve[0].train_loss, rel=1e-3)
+    assert smooth.curve[0].eval_loss != smooth.curve[0].train_loss  # evaluation keeps plain cross-entropy
+
+
+def test_compiled_trial_reports_its_warm_up_off_the_clock(synthetic_name, data, monkeypatch):
+    # The project's compile path (warm-up per batch shape before the clock, weights restored) runs in full;
+    # only the code generator is the eager one, since inductor's C++ build takes minutes on a busy 2-core CPU.
+    real_compile = torch.compile
+    monkeypatch.setattr(torch, "compile", lambda model, **kw: real_compile(model, backend="eager", **kw))
+    torch._dynamo.reset()
+    plain = run_trial(spec(synthetic_name, model="speedrun", optimizer="adam", lr=3e-3, steps=4, eval_every=2), data)
+    result = run_trial(spec(synthetic_name, model="speedrun", optimizer="adam", lr=3e-3, steps=4, eval_every=2,
+                            compile=True), data)
+    assert result.compile_seconds > 0 and plain.compile_seconds == 0
+    # The warm-up's forward and backward left no trace: training starts from the same weights.
+    assert [p.train_loss for p in result.curve] == pytest.approx([p.train_loss for p in plain.curve], rel=1e-4)
+
+
+# --- Schedules through a trial ------------------------------------------------------------------------------
+
+def test_onecycle_and_warm_up_schedules_rise_then_fall(synthetic_name, data):
+    for name in ("onecycle", "warmup-linear", "warmup-cosine"):
+        args = {"warmup_fraction": 0.3} if name.startswith("warmup") else {"pct_start": 0.3}
+        result = run_trial(spec(synthetic_name, lr=0.05, steps=40, eval_every=4, schedule=name,
+                                schedule_args=args, target=0.999), data)
+        lrs = [p.lr for p in result.curve]
+        peak = lrs.index(max(lrs))
+        assert 0 < peak < len(lrs) - 1, (name, lrs)
+        assert lrs[0] < max(lrs) and lrs[-1] < max(lrs), (name, lrs)
+        assert max(lrs) <= 0.05 + 1e-12, (name, lrs)
+
+
+def test_plateau_steps_on_the_validation_accuracy(synthetic_name):
+    data = load(synthetic_name, val_size=100)
+    # lr 1e-7 cannot improve the validation accuracy: with patience 0 the rate halves at every epoch end after
+    # the first (which sets the best so far). Each point shows the rate its interval ran at.
+    result = run_trial(spec(synthetic_name, lr=1e-7, epochs=4, eval_every=0, eval_on="val", val_size=100,
+                            schedule="plateau", schedule_args={"patience": 0, "factor": 0.5}), data)
+    assert [p.lr for p in result.curve] == pytest.approx([1e-7, 1e-7, 5e-8, 2.5e-8], rel=1e-9, abs=0)
+
+
+# --- Evaluation on a validation split -----------------------------------------------------------------------
+
+def test_evaluation_on_a_validation_split_and_final_accuracy_on_test(synthetic_name):
+    data = load(synthetic_name, val_size=100)
+    assert len(data.val) == 100 and len(data.train) == 500
+    result = run_trial(spec(synthetic_name, optimizer="adam", lr=3e-3, steps=12, eval_every=6, eval_on="val",
+                            val_size=100, target=0.999), data)
+    nocast = torch.autocast("cpu", enabled=False)
+    val_accuracy, _ = evaluate(result.model, data.val, 100, nocast)
+    test_accuracy, _ = evaluate(result.model, data.test, 100, nocast)
+    assert result.curve[-1].eval_accuracy == val_accuracy  # the curve is on the validation split
+    assert result.final_accuracy == test_accuracy  # the final accuracy is on test
+
+
+# --- [[inference]] from the store to the report -------------------------------------------------------------
+
+INFERENCE = '\n[[inference]]\nconfig = "sgd"\nbatch_size = 50\nrepeats = 2\nwarmup = 1\n'
+
+
+def test_inference_rows_are_stored_and_reported(synthetic_name, tmp_path):
+    path = write_experiment(tmp_path, synthetic_name, configs=2, seeds=2, steps=10, extra=INFERENCE)
+    results = tmp_path / "r"
+    api.run(str(path), results_dir=results)
+    loaded = api.load_results("tiny", results)
+    (row,) = loaded.throughput  # one configuration, one batch size, averaged over its 2 trained models
+    assert (row.label, row.batch_size, row.seeds) == ("sgd", 50, 2) and row.images_per_second > 0
+    md = api.write_report("tiny", results, tmp_path / "report").markdown.read_text()
+    assert "## Inference" in md and "| sgd | 50 | 2 |" in md
+
+
+# --- The two-phase select flow ------------------------------------------------------------------------------
+
+SWEEP = """name = "sweep"
+seeds = 2
+
+[defaults]
+dataset = "{dataset}"
+model = "compact"
+optimizer = "adam"
+batch_size = 32
+steps = 12
+eval_every = 6
+eval_batch_size = 100
+threads = 1
+val_size = 100
+eval_on = "val"
+target = 0.999
+
+[[grid]]
+label = "adam, lr {{lr}}"
+vary = {{ lr = [1e-7, 0.003] }}
+
+[select]
+group_by = ["optimizer"]
+label = "best lr for {{group}}"
+"""
+
+
+def test_select_picks_on_validation_then_reruns_the_winner_with_every_seed(synthetic_name, tmp_path):
+    path = tmp_path / "sweep.toml"
+    path.write_text(SWEEP.format(dataset=synthetic_name))
+    results = tmp_path / "r"
+    summary = api.run(str(path), results_dir=results).run_summary
+    rows = stored(results)
+    # Phase one: each lr once (seed 0); phase two: the winner (lr 0.003 learns, 1e-7 cannot) with seeds 0 and 1.
+    assert summary.ran == 3 and len(rows) == 3
+    assert sorted((r[2], r[3]) for r in rows) == [("adam, lr 1e-07", 0), ("best lr for adam", 0),
+                                                  ("best lr for adam", 1)]
+    winners = [t for t in api.load_results("sweep", results).trials if t.spec.lr == 0.003]
+    assert sorted(t.spec.seed for t in winners) == [0, 1] and all(t.spec.eval_on == "val" for t in winners)
