@@ -34,9 +34,9 @@ from .spec import TrialSpec
 from .target import Crossing, Snapshot, search_crossing
 
 # Evaluation batch when a spec leaves it to the device. On a 2-core CPU a batch of 2,000 makes
-# intermediate tensors (2000 x 64 x 24 x 24 floats = 295 MB in the seed models) that leave the caches, and
-# evaluating the 10,000 test images took about 3x longer than in batches of a few hundred
-# (`benchmarks/layout.py --part eval`); a GPU wants large batches.
+# intermediate tensors (2000 x 64 x 24 x 24 floats = 295 MB in the seed models) that leave the caches:
+# `benchmarks/layout.py --part eval` found 250 the best of 100/250/1000/2000, 1.4x faster than 2,000 in the
+# same layout and 1.8-2.1x faster than 2,000 in NCHW (the old default); a GPU wants large batches.
 CPU_EVAL_BATCH = 250
 DEVICE_EVAL_BATCH = 2000
 
