@@ -132,13 +132,14 @@ def _planned(exp: Experiment | None, definition: dict | None, stored: int) -> in
 
 def run(experiment: str | Experiment, seeds: int | None = None, results_dir: Path | str = DEFAULT_RESULTS,
         executor: str = "local", workers: int = 1, address: str | None = None, rerun: bool = False,
-        on_event: Callable[[RunEvent], None] | None = None, progress=None) -> Results:
-    """Run (or resume) an experiment and return its results table."""
+        on_event: Callable[[RunEvent], None] | None = None, progress=None, keep_models: bool = False) -> Results:
+    """Run (or resume) an experiment and return its results table. `keep_models` keeps each trial run now
+    in RESULTS/models/, with its spec, for `predict` and `export_model`."""
     exp = experiment if isinstance(experiment, Experiment) else load_experiment(experiment)
     store = ResultStore(results_dir)
     try:
         backend = EXECUTORS.get(executor).build(workers=workers, address=address, progress=progress)
-        summary: RunSummary = run_experiment(exp, store, backend, seeds, rerun, on_event)
+        summary: RunSummary = run_experiment(exp, store, backend, seeds, rerun, on_event, keep_models=keep_models)
     finally:
         store.close()
     try:

@@ -46,6 +46,8 @@ def run(
     executor: str = typer.Option("local", help="local or ray"),
     workers: int = typer.Option(1, help="local process pool size (CPU threads are shared among workers)"),
     address: Optional[str] = typer.Option(None, help="address of an existing Ray cluster"),
+    keep_models: bool = typer.Option(False, "--keep-models", help="keep each trained model (with its spec) in "
+                                     "RESULTS/models/ for predict and export; stored trials are not rerun for it"),
 ):
     """Run an experiment, resuming: trials already stored are skipped."""
     from .. import api
@@ -89,7 +91,8 @@ def run(
                 bars.update(overall["task"], completed=event.done)
 
         bar_for = (lambda job: TrialBar(bars, f"{job.label} (seed {job.spec.seed})")) if executor == "local" else None
-        results = api.run(exp, seeds, results_dir, executor, workers, address, rerun, on_event, bar_for)
+        results = api.run(exp, seeds, results_dir, executor, workers, address, rerun, on_event, bar_for,
+                          keep_models=keep_models)
     summary = results.run_summary
     console.print(f"ran {summary.ran} trials in {time.perf_counter() - started:.0f} s; "
                   f"{summary.skipped} were already stored", highlight=False)

@@ -24,6 +24,7 @@ class Job:
     label: str
     spec: TrialSpec
     inference: Inference | None = None
+    keep_model: bool = False  # ship the trained weights back (run --keep-models)
 
 
 @dataclass
@@ -31,6 +32,9 @@ class JobOutput:
     job: Job
     result: TrialResult
     inference: InferenceResult | None = None
+    # The saved-model file's bytes (interop.models.to_bytes), not a path: the driver alone writes to the
+    # results folder, in the trial's transaction, and a Ray worker on another machine has no such folder.
+    model_file: bytes | None = None
 
 
 def _data(spec: TrialSpec) -> Data:
@@ -65,5 +69,10 @@ def execute(job: Job, progress: Callable[[Progress], None] | None = None) -> Job
             test.images = test.images.contiguous(memory_format=torch.channels_last)
         inference = measure_inference(result.model, test, job.inference.batch_size, job.inference.repeats,
                                       job.inference.warmup, job.spec.precision)
+    model_file = None
+    if job.keep_model and result.status in ("reached", "budget"):  # a diverged model's weights are no use
+        from ..interop.models import to_bytes
+
+        model_file = to_bytes(result.model, job.spec, data.mean, data.std)
     result.model = None  # modules never leave the process
-    return JobOutput(job, result, inference)
+    return JobOutput(job, result, inference, model_file)

@@ -35,6 +35,9 @@ CREATE TABLE IF NOT EXISTS curves (
 CREATE TABLE IF NOT EXISTS inference (
     experiment TEXT NOT NULL, label TEXT NOT NULL, spec_id TEXT NOT NULL, result TEXT NOT NULL,
     finished REAL NOT NULL, PRIMARY KEY (experiment, label, spec_id));
+CREATE TABLE IF NOT EXISTS models (
+    experiment TEXT NOT NULL, spec_id TEXT NOT NULL, path TEXT NOT NULL, sha256 TEXT NOT NULL,
+    PRIMARY KEY (experiment, spec_id));
 CREATE TABLE IF NOT EXISTS claims (
     experiment TEXT NOT NULL, spec_id TEXT NOT NULL, owner TEXT NOT NULL, claimed REAL NOT NULL,
     PRIMARY KEY (experiment, spec_id));
@@ -142,8 +145,11 @@ class ResultStore:
         self._write([("INSERT OR REPLACE INTO experiments VALUES (?, ?, ?)",
                       (name, json.dumps(definition, default=str), time.time()))])
 
-    def add_trial(self, experiment: str, label: str, result: TrialResult, inference=None) -> None:
-        """The trial, its curve and its inference measurement in one transaction."""
+    def add_trial(self, experiment: str, label: str, result: TrialResult, inference=None,
+                  model: tuple[str, str] | None = None) -> None:
+        """The trial, its curve, its inference measurement and its kept model (path relative to the folder,
+        sha256; the file is already written whole) in one transaction: a model file no row names is never
+        trusted, and a trial stored again without a model forgets the old one."""
         spec = result.spec
         payload = result.to_dict()
         curve = payload.pop("curve")  # kept as rows of its own, queryable
@@ -154,7 +160,10 @@ class ResultStore:
               result.time_to_target_s, json.dumps(payload["spec"]), json.dumps(payload),
               json.dumps(result.environment), time.time())),
             ("DELETE FROM claims WHERE experiment = ? AND spec_id = ?", (experiment, spec.id)),
+            ("DELETE FROM models WHERE experiment = ? AND spec_id = ?", (experiment, spec.id)),
         ]
+        if model is not None:
+            statements.append(("INSERT INTO models VALUES (?, ?, ?, ?)", (experiment, spec.id, *model)))
         if curve:
             statements.append(("INSERT INTO curves VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
                                [(experiment, spec.id, p["step"], p["epoch"], p["train_seconds"], p["wall_seconds"],
@@ -221,6 +230,24 @@ class ResultStore:
     def inference(self, experiment: str) -> list[tuple[str, dict]]:
         return [(label, json.loads(blob)) for label, blob in
                 self._read("SELECT label, result FROM inference WHERE experiment = ? ORDER BY finished", (experiment,))]
+
+    def kept_models(self, experiment: str, label: str) -> list[tuple[int, str, str]]:
+        """(seed, path relative to the folder, sha256) of the kept models of one configuration, by seed."""
+        if not self._has_models():
+            return []
+        return self._read("SELECT t.seed, m.path, m.sha256 FROM trials t JOIN models m USING (experiment, spec_id) "
+                          "WHERE t.experiment = ? AND t.label = ? ORDER BY t.seed", (experiment, label))
+
+    def labels_with_models(self, experiment: str) -> list[str]:
+        if not self._has_models():
+            return []
+        return [r[0] for r in self._read("SELECT DISTINCT t.label FROM trials t JOIN models m USING "
+                                         "(experiment, spec_id) WHERE t.experiment = ? ORDER BY t.label",
+                                         (experiment,))]
+
+    def _has_models(self) -> bool:
+        """Stores written before models were kept (opened read-only, so not upgraded) have no such table."""
+        return bool(self._read("SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = 'models'"))
 
     def integrity_ok(self) -> bool:
         return self._read("PRAGMA integrity_check")[0][0] == "ok"
