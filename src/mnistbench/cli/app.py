@@ -96,9 +96,11 @@ def main() -> None:
     """Entry point: MnistbenchError becomes one line (exit 2 for bad input); tracebacks only with --debug."""
     from .train import register as register_train
     from .experiment import register as register_experiments
+    from .interop import register as register_interop
 
     register_train(app)
     register_experiments(app)
+    register_interop(app)
     try:
         code = app(standalone_mode=False)
         # Not standalone, click hands Ctrl-C back as a return value of 130 instead of raising it.

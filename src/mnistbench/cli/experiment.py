@@ -108,15 +108,29 @@ def run(
 def results(
     experiment: Optional[str] = typer.Argument(None, help="experiment name; all stored ones when omitted"),
     results_dir: Path = ResultsDir,
-    fmt: str = typer.Option("table", "--format", help="table, csv or json"),
+    fmt: str = typer.Option("table", "--format", help="table, csv, json or parquet (one row per trial)"),
+    per_trial: bool = typer.Option(False, "--per-trial", help="csv / json: one row per trial, spec flattened"),
+    out: Optional[Path] = typer.Option(None, "--out", help="parquet: the file (default RESULTS/EXPERIMENT.parquet)"),
 ):
-    """The recap table (mean and spread over seeds), or a CSV / JSON export."""
+    """The recap table (mean and spread over seeds), or a CSV / JSON / Parquet export."""
     from .. import api
     from ..errors import BadInput
     from ..run.store import ResultStore
 
-    if fmt not in ("table", "csv", "json"):
-        raise BadInput(f"unknown format '{fmt}'", "use table, csv or json")
+    if fmt not in ("table", "csv", "json", "parquet"):
+        raise BadInput(f"unknown format '{fmt}'", "use table, csv, json or parquet")
+    if per_trial or fmt == "parquet":
+        from ..interop import tables
+
+        if fmt == "table":
+            raise BadInput("--per-trial needs --format csv, json or parquet", "add --format csv")
+        rows = api.trial_rows(experiment, results_dir)
+        if fmt == "parquet":
+            path = tables.write_parquet(rows, out or Path(results_dir) / f"{experiment or 'results'}.parquet")
+            console.print(f"{len(rows)} trials written to {path}", highlight=False)
+        else:
+            typer.echo(tables.to_csv(rows) if fmt == "csv" else tables.to_json(rows))
+        return
     if experiment is None:
         store = ResultStore(results_dir, readonly=True)
         names = store.experiments()
