@@ -72,16 +72,14 @@ def to_json(rows: list[dict[str, Any]]) -> str:
 def write_parquet(rows: Iterable[dict[str, Any]], out: Path) -> Path:
     """A Parquet file, written to a temporary name and renamed: a reader never sees half a file."""
     pa = require("pyarrow", "parquet", "Parquet output")
-    require("pyarrow.parquet", "parquet", "Parquet output")
+    pq = require("pyarrow.parquet", "parquet", "Parquet output")
     rows = list(rows)
     columns = _columns(rows)
-    table = pa.Table.from_pylist(_uniform(rows, columns), schema=None)
+    table = pa.Table.from_pylist(_uniform(rows, columns))
     out = Path(out)
     out.parent.mkdir(parents=True, exist_ok=True)
     tmp = out.with_name(f".{out.name}.{uuid.uuid4().hex}.tmp")
     try:
-        import pyarrow.parquet as pq
-
         pq.write_table(table, tmp)
         os.replace(tmp, out)
     finally:
