@@ -58,6 +58,8 @@ def export(experiment: str, trials: list[tuple[str, TrialResult]], out: Path) ->
     swapped in, so exporting again replaces a trial's events instead of doubling them."""
     require("tensorboard", "tensorboard", "exporting to TensorBoard")
     root = Path(out) / _safe(experiment)
+    for leftover in root.glob("*/.seed-*.tmp"):  # from an export that was interrupted: TensorBoard would show it
+        shutil.rmtree(leftover, ignore_errors=True)
     for label, result in trials:
         run_dir = root / _safe(label) / f"seed-{result.spec.seed}"
         tmp = run_dir.with_name(f".{run_dir.name}.{uuid.uuid4().hex[:8]}.tmp")
