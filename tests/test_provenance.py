@@ -195,7 +195,7 @@ def test_stores_of_the_first_layout_open_with_their_trials_and_revisions(name, t
     assert len(read.trials) + sum(u.n for u in read.undefined) == 24 and original.read_bytes() == before
     shutil.copy(original, tmp_path / "results.sqlite")
     ResultStore(tmp_path).close()  # opened for writing: migrated in place
-    assert rows(tmp_path, "PRAGMA user_version") == [(2,)]
+    assert rows(tmp_path, "PRAGMA user_version") == [(3,)]
     assert rows(tmp_path, "PRAGMA integrity_check") == [("ok",)]
     assert rows(tmp_path, "SELECT count(*), count(DISTINCT attempt) FROM trials") == [(24, 1)]
     assert len(rows(tmp_path, "SELECT * FROM curves")) == len(rows(tmp_path, "SELECT * FROM curves WHERE attempt = 1"))

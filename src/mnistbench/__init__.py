@@ -16,6 +16,7 @@ __version__ = "0.1.0"
 _API = {
     "fetch": "data", "load": "data", "TrialResult": "core.result", "TrialSpec": "core.spec", "make_spec": "core.spec",
     "run_trial": "core.trial", "run": "api", "load_results": "api", "write_report": "api",
+    "predict": "api", "export_model": "api", "export_results": "api", "trial_rows": "api",
 }
 __all__ = [*_API, "__version__"]
 

@@ -237,14 +237,15 @@ def plan(experiment: str | Experiment, seeds: int | None = None) -> Plan:
 
 def run(experiment: str | Experiment, seeds: int | None = None, results_dir: Path | str = DEFAULT_RESULTS,
         executor: str = "local", workers: int = 1, address: str | None = None, rerun: bool = False,
-        on_event: Callable[[RunEvent], None] | None = None, progress=None) -> Results:
-    """Run (or resume) an experiment and return its results table."""
+        on_event: Callable[[RunEvent], None] | None = None, progress=None, keep_models: bool = False) -> Results:
+    """Run (or resume) an experiment and return its results table. `keep_models` keeps each trial run now
+    in RESULTS/models/, with its spec, for `predict` and `export_model`."""
     exp = experiment if isinstance(experiment, Experiment) else load_experiment(experiment)
     check([spec for _, spec in exp.trials(seeds)])  # bad input stops here, before a store or a trial
     store = ResultStore(results_dir)
     try:
         backend = EXECUTORS.get(executor).build(workers=workers, address=address, progress=progress)
-        summary: RunSummary = run_experiment(exp, store, backend, seeds, rerun, on_event)
+        summary: RunSummary = run_experiment(exp, store, backend, seeds, rerun, on_event, keep_models=keep_models)
     finally:
         store.close()
     try:
@@ -265,3 +266,51 @@ def write_report(experiment: str | Experiment, results_dir: Path | str = DEFAULT
     out = Path(out) if out else Path(results_dir) / f"{res.experiment}-report"
     return render(res.experiment, res.trials, out, {s.key: s.label for s in res.summaries}, res.throughput,
                   res.partial, undefined=res.undefined, allow_mixed=allow_mixed, definition=res.definition)
+
+
+# Taking models and results out (interop/): predict, export a model, per-trial tables, MLflow / TensorBoard.
+
+def predict(model: str | Path, images: list[Path | str], top: int = 1, results_dir: Path | str = DEFAULT_RESULTS,
+            arch: str | None = None, dataset: str | None = None):
+    """Class probabilities for PNG / JPEG / IDX images. `model` is a checkpoint path or EXPERIMENT:LABEL[:SEED]
+    (kept by `run --keep-models`); `arch` names the model of a bare state_dict; `dataset` checks the match."""
+    from .interop.models import resolve_model
+    from .interop.predict import predict as run_predict
+
+    saved = resolve_model(str(model), results_dir, arch, dataset)
+    return run_predict(saved, [Path(p) for p in images], top, dataset)
+
+
+def export_model(model: str | Path, fmt: str = "onnx", out: Path | str | None = None,
+                 results_dir: Path | str = DEFAULT_RESULTS, arch: str | None = None) -> Path:
+    """Write a trained model as ONNX or a torch.export .pt2 program (dynamic batch); returns the file."""
+    from .interop.export import export_model as run_export
+    from .interop.models import resolve_model
+
+    return run_export(resolve_model(str(model), results_dir, arch), fmt, Path(out) if out else None)
+
+
+def trial_rows(experiment: str | None = None, results_dir: Path | str = DEFAULT_RESULTS) -> list[dict]:
+    """One row per stored trial (all experiments when None), spec and environment flattened into columns."""
+    from .interop.tables import trial_row
+
+    return [trial_row(name, label, r) for name in _names(experiment, results_dir)
+            for label, r in _labelled(load_results(name, results_dir))]
+
+
+def export_results(experiment: str, to: str, target=None, results_dir: Path | str = DEFAULT_RESULTS):
+    """Every stored trial of `experiment` into MLflow (target: tracking URI) or TensorBoard (target: folder,
+    default RESULTS/tensorboard). Exporting again adds nothing that is already there."""
+    from .interop.destinations import DESTINATIONS, default_target
+
+    destination = DESTINATIONS.get(to)
+    target = target if target is not None else default_target(to, results_dir)
+    return destination.export(experiment, _labelled(load_results(experiment, results_dir)), target)
+
+
+def _labelled(results: Results) -> list[tuple[str, object]]:
+    return [(s.label, r) for s in results.summaries for r in s.results]
+
+
+def _names(experiment: str | None, results_dir: Path | str) -> list[str]:
+    return [experiment] if experiment is not None else stored_experiments(results_dir)

@@ -104,10 +104,12 @@ def main(args: list[str] | None = None) -> None:
     message (exit 2); Ctrl-C exits 130; tracebacks only with --debug. Always ends in SystemExit."""
     from .train import register as register_train
     from .experiment import register as register_experiments
+    from .interop import register as register_interop
 
     if not _REGISTERED:
         register_train(app)
         register_experiments(app)
+        register_interop(app)
         _REGISTERED.append(True)
     _DEBUG["on"] = bool(os.environ.get("MNISTBENCH_DEBUG"))
     try:

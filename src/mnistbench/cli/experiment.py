@@ -72,6 +72,8 @@ def run(
     executor: str = typer.Option("local", help="local or ray"),
     workers: int = typer.Option(1, min=1, help="local process pool size (CPU threads are shared among workers)"),
     address: Optional[str] = typer.Option(None, help="address of an existing Ray cluster"),
+    keep_models: bool = typer.Option(False, "--keep-models", help="keep each trained model (with its spec) in "
+                                     "RESULTS/models/ for predict and export; stored trials are not rerun for it"),
 ):
     """Run an experiment, resuming: trials already stored are skipped."""
     from .. import api
@@ -118,7 +120,8 @@ def run(
                 bars.update(overall["task"], completed=event.done)
 
         bar_for = (lambda job: TrialBar(bars, f"{job.label} (seed {job.spec.seed})")) if executor == "local" else None
-        results = api.run(exp, seeds, results_dir, executor, workers, address, rerun, on_event, bar_for)
+        results = api.run(exp, seeds, results_dir, executor, workers, address, rerun, on_event, bar_for,
+                          keep_models=keep_models)
     summary = results.run_summary
     console.print(f"ran {summary.ran} trials in {time.perf_counter() - started:.0f} s; "
                   f"{summary.skipped} were already stored", highlight=False)
@@ -135,16 +138,30 @@ def results(
     experiment: Optional[str] = typer.Argument(None, help="experiment name (its last run's definition) or TOML "
                                                "file (its current one); all stored experiments when omitted"),
     results_dir: Path = ResultsDir,
-    fmt: str = typer.Option("table", "--format", help="table, csv or json"),
+    fmt: str = typer.Option("table", "--format", help="table, csv, json or parquet (one row per trial)"),
+    per_trial: bool = typer.Option(False, "--per-trial", help="csv / json: one row per trial, spec flattened"),
+    out: Optional[Path] = typer.Option(None, "--out", help="parquet: the file (default RESULTS/EXPERIMENT.parquet)"),
     all_attempts: bool = typer.Option(False, "--all-attempts", help="also list every stored attempt of each "
                                       "trial (reruns and retries), not only the latest finished one"),
 ):
-    """The recap table (mean and spread over seeds), or a CSV / JSON export."""
+    """The recap table (mean and spread over seeds), or a CSV / JSON / Parquet export."""
     from .. import api
     from ..errors import BadInput
 
-    if fmt not in ("table", "csv", "json"):
-        raise BadInput(f"unknown format '{fmt}'", "use table, csv or json")
+    if fmt not in ("table", "csv", "json", "parquet"):
+        raise BadInput(f"unknown format '{fmt}'", "use table, csv, json or parquet")
+    if per_trial or fmt == "parquet":
+        from ..interop import tables
+
+        if fmt == "table":
+            raise BadInput("--per-trial needs --format csv, json or parquet", "add --format csv")
+        rows = api.trial_rows(experiment, results_dir)
+        if fmt == "parquet":
+            path = tables.write_parquet(rows, out or Path(results_dir) / f"{experiment or 'results'}.parquet")
+            console.print(f"{len(rows)} trials written to {path}", highlight=False)
+        else:
+            typer.echo(tables.to_csv(rows) if fmt == "csv" else tables.to_json(rows))
+        return
     names = api.stored_experiments(results_dir) if experiment is None else [experiment]
     for name in names:
         res = api.load_results(name, results_dir, all_attempts=all_attempts)

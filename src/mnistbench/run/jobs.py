@@ -29,6 +29,7 @@ class Job:
     # Intra-op threads the trial runs with, resolved by the executor that places it (it knows how many
     # trials share the machine); None: resolved where it runs, as for a trial alone on the machine.
     threads: int | None = None
+    keep_model: bool = False  # ship the trained weights back (run --keep-models)
 
 
 @dataclass
@@ -36,6 +37,9 @@ class JobOutput:
     job: Job
     result: TrialResult
     inference: InferenceResult | None = None
+    # The saved-model file's bytes (interop.models.to_bytes), not a path: the driver alone writes to the
+    # results folder, in the trial's transaction, and a Ray worker on another machine has no such folder.
+    model_file: bytes | None = None
 
 
 def _data(spec: TrialSpec) -> Data:
@@ -77,8 +81,13 @@ def execute(job: Job, progress: Callable[[Progress], None] | None = None) -> Job
             inference = _measure(job, result, data)
         except Exception as exc:  # noqa: BLE001 - the trained result stands; the reason is stored with it
             result.error = f"inference measurement failed, the trained result is kept: {type(exc).__name__}: {exc}"
+    model_file = None
+    if job.keep_model and result.status in ("reached", "budget"):  # a diverged model's weights are no use
+        from ..interop.models import to_bytes
+
+        model_file = to_bytes(result.model, job.spec, data.mean, data.std)
     result.model = None  # modules never leave the process
-    return JobOutput(job, result, inference)
+    return JobOutput(job, result, inference, model_file)
 
 
 def _measure(job: Job, result: TrialResult, data: Data) -> InferenceResult:

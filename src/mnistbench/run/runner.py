@@ -3,6 +3,7 @@ executor, and write each result to the store the moment it arrives."""
 
 from __future__ import annotations
 
+from functools import partial
 from dataclasses import dataclass, field
 from typing import Callable, Iterator
 
@@ -11,6 +12,7 @@ from .experiments import Experiment
 from .jobs import Job, JobOutput
 from ..core.spec import TrialSpec
 from .store import ResultStore
+from ..interop.models import forget_others as forget_other_models, keep as keep_model
 
 
 @dataclass
@@ -66,7 +68,8 @@ def planned_trials(experiment: Experiment, store: ResultStore, seeds: int | None
 
 
 def run_experiment(experiment: Experiment, store: ResultStore, executor: Executor, seeds: int | None = None,
-                   rerun: bool = False, on_event: Callable[[RunEvent], None] | None = None) -> RunSummary:
+                   rerun: bool = False, on_event: Callable[[RunEvent], None] | None = None,
+                   keep_models: bool = False) -> RunSummary:
     store.save_experiment(experiment.name, {**experiment.model_dump(mode="json"),
                                             "seeds_requested": seeds or experiment.seeds})
     summary = RunSummary()
@@ -74,21 +77,23 @@ def run_experiment(experiment: Experiment, store: ResultStore, executor: Executo
         if experiment.tuning:  # a search per configuration, then its best point with every seed
             from ..workloads.protocol import run_tuned
 
-            run_tuned(experiment, store, executor, seeds, rerun, on_event, summary, _run_phase)
+            run_tuned(experiment, store, executor, seeds, rerun, on_event, summary,
+                      partial(_run_phase, keep_models=keep_models))
             return summary
-        _run_phase("train", experiment, experiment.trials(seeds), store, executor, rerun, on_event, summary)
+        _run_phase("train", experiment, experiment.trials(seeds), store, executor, rerun, on_event, summary,
+                   keep_models)
         if experiment.select:
             winners = _select_winners(experiment, store, seeds or experiment.seeds)
             for label, spec in winners:  # a winner's first seed was run in phase one: give it its new name
                 store.relabel(experiment.name, spec.id, label)
-            _run_phase("rerun best", experiment, winners, store, executor, rerun, on_event, summary)
+            _run_phase("rerun best", experiment, winners, store, executor, rerun, on_event, summary, keep_models)
     finally:
         store.release_claims()
     return summary
 
 
 def _run_phase(phase: str, experiment: Experiment, planned: list[tuple[str, TrialSpec]], store: ResultStore,
-               executor: Executor, rerun: bool, on_event, summary: RunSummary) -> None:
+               executor: Executor, rerun: bool, on_event, summary: RunSummary, keep_models: bool = False) -> None:
     name = experiment.name
     inference = {i.config: i for i in experiment.inference}
     finished = set() if rerun else store.finished_ids(name)
@@ -103,13 +108,18 @@ def _run_phase(phase: str, experiment: Experiment, planned: list[tuple[str, Tria
         for label, spec in todo:
             if store.claim(name, spec.id, force=rerun):
                 claimed += 1
-                yield Job(label, spec, inference.get(label))
+                yield Job(label, spec, inference.get(label), keep_models)
 
     summary.skipped += skipped
     if on_event:
         on_event(RunEvent(phase, 0, len(todo), skipped, 0))
     for done, output in enumerate(executor.run(jobs()), start=1):
-        store.add_trial(name, output.job.label, output.result, output.inference)
+        model = None
+        if output.model_file is not None:  # the file is whole on disk before the row that names it commits
+            model = keep_model(store.folder, name, output.result.spec.id, output.model_file)
+        store.add_trial(name, output.job.label, output.result, output.inference, model)
+        if model is not None:
+            forget_other_models(store.folder, model[0])
         summary.ran += 1
         if output.result.status == "failed":
             summary.failed.append(output.job.label)

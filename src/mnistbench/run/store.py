@@ -25,7 +25,7 @@ KILL_IN_WRITE = "MNISTBENCH_TEST_KILL_IN_WRITE"
 # "failed" trials are retried on the next run; "pruned" ones (stopped by a tuning protocol as hopeless) are not
 FINISHED = ("reached", "budget", "diverged", "pruned")
 
-SCHEMA_VERSION = 2  # PRAGMA user_version: 0 = the first layout (one row per trial), 2 = attempts
+SCHEMA_VERSION = 3  # PRAGMA user_version: 0 = the first layout (one row per trial), 2 = attempts, 3 = kept models
 
 # A trial may have several attempts (a rerun, a retry after a failure): each is a row of its own and no
 # measurement is ever overwritten. The current attempt of a trial is its latest finished one (or, with
@@ -46,6 +46,9 @@ CREATE TABLE IF NOT EXISTS curves (
 CREATE TABLE IF NOT EXISTS inference (
     experiment TEXT NOT NULL, label TEXT NOT NULL, spec_id TEXT NOT NULL, result TEXT NOT NULL,
     finished REAL NOT NULL, attempt INTEGER NOT NULL DEFAULT 1, PRIMARY KEY (experiment, label, spec_id, attempt));
+CREATE TABLE IF NOT EXISTS models (
+    experiment TEXT NOT NULL, spec_id TEXT NOT NULL, path TEXT NOT NULL, sha256 TEXT NOT NULL,
+    PRIMARY KEY (experiment, spec_id));
 CREATE TABLE IF NOT EXISTS claims (
     experiment TEXT NOT NULL, spec_id TEXT NOT NULL, owner TEXT NOT NULL, claimed REAL NOT NULL,
     PRIMARY KEY (experiment, spec_id));
@@ -78,8 +81,8 @@ DROP TABLE inference_v0;
 CURRENT = """
 SELECT t.* FROM trials t WHERE t.experiment = ? AND t.attempt = (
     SELECT u.attempt FROM trials u WHERE u.experiment = t.experiment AND u.spec_id = t.spec_id
-    ORDER BY u.status IN ('reached', 'budget', 'diverged') DESC, u.attempt DESC LIMIT 1)
-"""
+    ORDER BY u.status IN ({finished}) DESC, u.attempt DESC LIMIT 1)
+""".format(finished=", ".join(f"'{status}'" for status in FINISHED))
 
 
 @dataclass
@@ -222,10 +225,13 @@ class ResultStore:
         self._write([("INSERT OR REPLACE INTO experiments VALUES (?, ?, ?)",
                       (name, json.dumps(definition, default=str), time.time()))])
 
-    def add_trial(self, experiment: str, label: str, result: TrialResult, inference=None) -> int:
-        """The trial as a new attempt (earlier attempts stay), with its curve and its inference measurement,
-        in one transaction; earlier attempts are marked superseded only if this one finished. Returns the
-        attempt number."""
+    def add_trial(self, experiment: str, label: str, result: TrialResult, inference=None,
+                  model: tuple[str, str] | None = None) -> int:
+        """The trial as a new attempt (earlier attempts stay), with its curve, its inference measurement and
+        its kept model (path relative to the folder, sha256; the file is already written whole), in one
+        transaction; earlier attempts are marked superseded only if this one finished, and only then does its
+        model (or the absence of one) replace the trial's kept model: a model file no row names is never trusted.
+        Returns the attempt number."""
         spec = result.spec
         payload = result.to_dict()
         curve = payload.pop("curve")  # kept as rows of its own, queryable
@@ -249,6 +255,9 @@ class ResultStore:
         if result.status in FINISHED:
             statements.append((f"UPDATE trials SET superseded = ? WHERE experiment = ? AND spec_id = ? AND "
                                f"attempt < {latest} AND superseded IS NULL", (now, *key, *key)))
+            statements.append(("DELETE FROM models WHERE experiment = ? AND spec_id = ?", key))
+            if model is not None:
+                statements.append(("INSERT INTO models VALUES (?, ?, ?, ?)", (*key, *model)))
         if curve:
             statements.append((f"INSERT INTO curves VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, {latest})",
                                [(*key, p["step"], p["epoch"], p["train_seconds"], p["wall_seconds"],
@@ -330,6 +339,24 @@ class ResultStore:
         sql = (f"SELECT i.label, i.result FROM inference i JOIN ({CURRENT}) c ON i.spec_id = c.spec_id "
                "AND i.attempt = c.attempt WHERE i.experiment = ? ORDER BY i.finished")
         return [(label, json.loads(blob)) for label, blob in self._read(sql, (experiment, experiment))]
+
+    def kept_models(self, experiment: str, label: str) -> list[tuple[int, str, str]]:
+        """(seed, path relative to the folder, sha256) of the kept models of one configuration, by seed."""
+        if not self._has_models():
+            return []
+        return self._read("SELECT t.seed, m.path, m.sha256 FROM trials t JOIN models m USING (experiment, spec_id) "
+                          "WHERE t.experiment = ? AND t.label = ? ORDER BY t.seed", (experiment, label))
+
+    def labels_with_models(self, experiment: str) -> list[str]:
+        if not self._has_models():
+            return []
+        return [r[0] for r in self._read("SELECT DISTINCT t.label FROM trials t JOIN models m USING "
+                                         "(experiment, spec_id) WHERE t.experiment = ? ORDER BY t.label",
+                                         (experiment,))]
+
+    def _has_models(self) -> bool:
+        """Stores written before models were kept (opened read-only, so not upgraded) have no such table."""
+        return bool(self._read("SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = 'models'"))
 
     def integrity_ok(self) -> bool:
         return self._read("PRAGMA integrity_check")[0][0] == "ok"
