@@ -49,12 +49,13 @@ def test_every_optimizer_takes_a_step(name):
 @pytest.mark.parametrize("name", SCHEDULES.names())
 def test_every_schedule_builds_and_steps(name):
     optimizer = make_optimizer("sgd", [torch.nn.Parameter(torch.ones(1))], 0.1, {})
-    scheduler, unit = make_schedule(name, optimizer, {}, Horizon(steps_per_epoch=10, total_steps=30))
-    assert unit in ("step", "epoch")
-    if scheduler is not None:
+    schedule = make_schedule(name, optimizer, {}, Horizon(steps_per_epoch=10, total_steps=30))
+    assert schedule.unit in ("step", "epoch", "metric")
+    for _ in range(10):
         optimizer.step()
-        scheduler.step(0.5) if SCHEDULES.get(name).on_metric else scheduler.step()
-        assert math.isfinite(optimizer.param_groups[0]["lr"])
+        schedule.after_step()
+    schedule.after_epoch(0.5)
+    assert math.isfinite(optimizer.param_groups[0]["lr"])
 
 
 # --- Trial options no other test runs -----------------------------------------------------------------------

@@ -417,7 +417,7 @@ def test_a_lost_ray_worker_fails_only_its_trial(synthetic_name, monkeypatch):
             raise WorkerCrashedError("The worker died unexpectedly while executing this task.\nmore detail")
         return execute(ref.job)
 
-    remote = lambda **_: (lambda fn: types.SimpleNamespace(remote=Ref))  # noqa: E731
+    remote = lambda fn: types.SimpleNamespace(options=lambda **_: types.SimpleNamespace(remote=Ref))  # noqa: E731
     fake = types.SimpleNamespace(is_initialized=lambda: True, remote=remote, get=get,
                                  wait=lambda refs, num_returns: (refs[:1], refs[1:]),
                                  exceptions=types.SimpleNamespace(RayError=Exception))

@@ -73,7 +73,8 @@ def test_keep_models_stores_the_trained_weights_with_the_spec(kept):
         assert saved.spec == trial.spec  # the spec travels with the weights
         assert (saved.mean, saved.std) == (data.mean, data.std)
         accuracy, loss = evaluate(saved.build(), data.test, 100, torch.autocast("cpu", enabled=False))
-        assert accuracy == trial.final_accuracy and loss == pytest.approx(trial.final_loss, rel=1e-5)
+        # The trial evaluated channels-last in batches of 250: the same sums in another order.
+        assert accuracy == trial.final_accuracy and loss == pytest.approx(trial.final_loss, rel=1e-4, abs=1e-6)
 
 
 def test_without_keep_models_no_model_is_written(tmp_path, synthetic_name):

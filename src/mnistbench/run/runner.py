@@ -108,7 +108,7 @@ def _run_phase(phase: str, experiment: Experiment, planned: list[tuple[str, Tria
         for label, spec in todo:
             if store.claim(name, spec.id, force=rerun):
                 claimed += 1
-                yield Job(label, spec, inference.get(label), keep_models)
+                yield Job(label, spec, inference.get(label), keep_model=keep_models)
 
     summary.skipped += skipped
     if on_event:
