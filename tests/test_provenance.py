@@ -127,10 +127,10 @@ def test_ray_tasks_reserve_the_cpus_of_the_threads_their_trial_runs_with(monkeyp
 
 
 def _mixed_groups():
-    sgd = [make_result(s, time_to_target=5.0 + 0.1 * s, environment={**ENV, "torch_threads": t})
-           for s, t in enumerate((1, 1, 2))]
-    adam = [make_result(s, time_to_target=3.0 + 0.1 * s, environment={**ENV, "torch_threads": 1}, optimizer="adam",
-                        lr=0.001) for s in range(3)]
+    sgd = [make_result(s, final=0.985 + 0.001 * s, time_to_target=5.0 + 0.1 * s,
+                       environment={**ENV, "torch_threads": t}) for s, t in enumerate((1, 1, 2))]
+    adam = [make_result(s, final=0.983 + 0.001 * s, time_to_target=3.0 + 0.1 * s,
+                        environment={**ENV, "torch_threads": 1}, optimizer="adam", lr=0.001) for s in range(3)]
     return sgd, adam
 
 

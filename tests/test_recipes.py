@@ -48,8 +48,9 @@ def registered():
 def test_a_new_optimizer_and_schedule_are_one_entry_each_and_run_end_to_end(synthetic_name, registered):
     s = make_spec(dataset=synthetic_name, model="compact", batch_size=32, threads=1, eval_batch_size=100,
                   optimizer="test-plain", lr=0.05, optimizer_args={"shrink": 1e-4},
-                  schedule="test-halve-on-accuracy", epochs=3, eval_every=0, target=0.5)
-    result = run_trial(s, load(synthetic_name))
+                  schedule="test-halve-on-accuracy", epochs=3, eval_every=0, target=0.5,
+                  eval_on="val", val_size=64)  # a metric schedule steps on a validation split, never on test
+    result = run_trial(s, load(synthetic_name, val_size=64))
     assert result.status == "reached"
     # Stepped with the accuracy at each epoch end: the first sets the best, the second halves the rate.
     assert [p.lr for p in result.curve] == [0.05, 0.05, 0.025]
