@@ -10,7 +10,6 @@ from torch.optim import lr_scheduler
 from mnistbench import load, make_spec, run_trial
 from mnistbench.core.recipes import (OPTIMIZERS, SCHEDULES, OptimizerEntry, ScheduleEntry, optimizer_title)
 from mnistbench.errors import ConfigError
-from mnistbench.core.recipes import optimizer_title
 from mnistbench.report.analysis import derive_label
 
 
@@ -72,3 +71,24 @@ def test_capabilities_are_data():
     assert not OPTIMIZERS.get("sgd").fused and "fused" not in OPTIMIZERS.get("sgd").defaults
     assert SCHEDULES.get("plateau").unit == "metric" and SCHEDULES.get("step").unit == "epoch"
     assert {name: optimizer_title(name) for name in ("sgd", "adam")} == {"sgd": "SGD", "adam": "Adam"}
+
+
+def test_a_new_model_is_one_entry_and_runs_end_to_end(synthetic_name):
+    from torch import nn
+
+    from mnistbench import api
+    from mnistbench.core.models import MODELS, ModelEntry
+
+    def linear() -> nn.Module:
+        return nn.Sequential(nn.Flatten(), nn.Linear(28 * 28, 10))
+
+    MODELS.add("test-linear", ModelEntry(linear, "a linear classifier", family="test-linear",
+                                         title="a linear classifier", channels_last=False))
+    try:
+        spec = make_spec(dataset=synthetic_name, model="test-linear", optimizer="sgd", lr=0.1, batch_size=32,
+                         epochs=2, threads=1, eval_batch_size=100, target=0.5)
+        api.check([spec])  # the preflight finds that the dataset's images fit it
+        result = run_trial(spec, load(synthetic_name))
+        assert result.status == "reached" and result.final_accuracy > 0.5
+    finally:
+        del MODELS.entries["test-linear"]

@@ -96,7 +96,7 @@ class Recording(torch.nn.Module):
 
 @pytest.fixture
 def recording_model():
-    MODELS.add("test-recording", ModelEntry(Recording, "records its calls", True))
+    MODELS.add("test-recording", ModelEntry(Recording, "records its calls", family="test-recording"))
     Recording.calls.clear()
     yield "test-recording"
     del MODELS.entries["test-recording"]
