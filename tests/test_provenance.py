@@ -262,3 +262,14 @@ def test_a_two_phase_experiment_missing_a_rerun_seed_is_partial(ran, tmp_path):
         conn.execute("DELETE FROM trials WHERE seed = 1")  # the rerun of the winner never landed
     conn.close()
     assert api.load_results("two-phase", tmp_path / "r").partial
+
+
+def test_a_direct_run_trial_gives_back_the_callers_threads(synthetic_name):
+    from mnistbench import load, make_spec, run_trial
+
+    before = torch.get_num_threads()
+    asked = 1 if before != 1 else 2
+    result = run_trial(make_spec(dataset=synthetic_name, model="compact", batch_size=32, steps=4, threads=asked,
+                                 eval_batch_size=100), load(synthetic_name))
+    assert result.environment["torch_threads"] == asked  # the trial ran with its own count
+    assert torch.get_num_threads() == before  # and the notebook's count is given back

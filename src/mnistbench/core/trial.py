@@ -25,7 +25,7 @@ from torch import nn
 from .clock import Stopwatch, now
 from ..data import Data, Split, load
 from ..errors import ConfigError
-from .hardware import describe
+from .hardware import describe, torch_threads
 from .horizon import horizon
 from .models import build_model, uses_channels_last
 from .recipes import make_optimizer, make_schedule
@@ -158,10 +158,15 @@ def _warm_up(spec: TrialSpec, model: nn.Module, train: Split, batch_sizes: set[i
 
 def run_trial(spec: TrialSpec, data: Data | None = None,
               progress: Callable[[Progress], None] | None = None) -> TrialResult:
-    """Train one model as `spec` says and measure it. `data` may be passed to share one load."""
+    """Train one model as `spec` says and measure it. `data` may be passed to share one load.
+    A spec's own thread count holds for this trial only (restored after, so it never leaks into the next trial
+    or a notebook); without one, the trial runs with the count its executor set."""
+    with torch_threads(spec.threads) if spec.threads else contextlib.nullcontext():
+        return _run_trial(spec, data, progress)
+
+
+def _run_trial(spec: TrialSpec, data: Data | None, progress: Callable[[Progress], None] | None) -> TrialResult:
     device = resolve_device(spec.device)
-    if spec.threads:
-        torch.set_num_threads(spec.threads)
     if data is None:
         data = load(spec.dataset, val_size=spec.val_size)
     elif spec.val_size and (data.val is None or len(data.val) != spec.val_size):
