@@ -16,16 +16,7 @@ from mnistbench.core.trial import evaluate
 
 from .test_experiments import stored, write_experiment
 
-TINY = dict(model="compact", batch_size=32, threads=1, eval_batch_size=100)
-
-
-@pytest.fixture
-def data(synthetic_name):
-    return load(synthetic_name)
-
-
-def spec(synthetic_name, **over):
-    return make_spec(dataset=synthetic_name, **{**TINY, **over})
+from .test_trial import TINY, data, spec  # noqa: F401 - `data` is a fixture
 
 
 # --- Every registry entry, once -----------------------------------------------------------------------------

@@ -12,6 +12,7 @@ from typing import Callable
 
 
 from ..errors import DataError, DatasetNotFound
+from ..files import write_atomic
 from ..registry import Registry
 import numpy as np
 
@@ -147,20 +148,6 @@ def _verify(spec: DatasetSpec, files: dict[str, bytes], origin: str) -> None:
             )
 
 
-def _write_atomic(path: Path, data: bytes) -> None:
-    # A temporary name then rename: a killed fetch leaves at most a .tmp file, never a half file
-    # under the real name that a later run would take as good.
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    try:
-        with open(tmp, "wb") as fh:
-            fh.write(data)
-            fh.flush()
-            os.fsync(fh.fileno())
-        os.replace(tmp, path)
-    finally:
-        tmp.unlink(missing_ok=True)
-
-
 @dataclass
 class FetchResult:
     name: str
@@ -224,10 +211,10 @@ def fetch(name: str, data_dir: Path | str | None = None) -> FetchResult:
         for file_name, data in files.items():
             target = folder / file_name
             if not (target.is_file() and target.stat().st_size == len(data) and target.read_bytes() == data):
-                _write_atomic(target, data)
+                write_atomic(target, data)
             st = target.stat()
             stamp[file_name] = {"size": st.st_size, "mtime_ns": st.st_mtime_ns, "sha256": _sha256(data)}
-        _write_atomic(_stamp(folder), json.dumps(stamp, indent=1).encode())
+        write_atomic(_stamp(folder), json.dumps(stamp, indent=1).encode())
         return FetchResult(name, folder, source.label, time.perf_counter() - started, tried)
     raise DatasetNotFound(
         f"could not get {name}: " + "; ".join(tried),

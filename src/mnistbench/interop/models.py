@@ -6,7 +6,6 @@ from __future__ import annotations
 import hashlib
 import io
 import json
-import os
 import uuid
 from dataclasses import dataclass
 from pathlib import Path
@@ -17,6 +16,7 @@ from torch import nn
 from ..core.models import MODELS, build_model
 from ..core.spec import TrialSpec
 from ..errors import BadInput
+from ..files import write_atomic
 
 FORMAT = "mnistbench-model/1"
 MODELS_DIR = "models"  # inside a results folder: models/EXPERIMENT/SPEC_ID-ATTEMPT.pt
@@ -50,27 +50,6 @@ def to_bytes(model: nn.Module, spec: TrialSpec, mean: float, std: float) -> byte
                 "std": float(std), "state_dict": {k: v.detach().cpu() for k, v in model.state_dict().items()}},
                buffer)
     return buffer.getvalue()
-
-
-def write_atomic(path: Path, data: bytes) -> str:
-    """Write to a temporary file, fsync, rename over `path`, fsync the folder: a crash leaves the old file or
-    the new one whole, never a part. Returns the sha256 that the store row records."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.{uuid.uuid4().hex}.tmp")
-    try:
-        with open(tmp, "wb") as f:
-            f.write(data)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    finally:
-        tmp.unlink(missing_ok=True)
-    folder = os.open(path.parent, os.O_RDONLY)
-    try:
-        os.fsync(folder)
-    finally:
-        os.close(folder)
-    return hashlib.sha256(data).hexdigest()
 
 
 def keep(results_dir: Path, experiment: str, spec_id: str, data: bytes) -> tuple[str, str]:
