@@ -4,6 +4,7 @@ results computed for the experiment's current definition."""
 
 from __future__ import annotations
 
+import json
 import shutil
 import sqlite3
 import subprocess
@@ -195,7 +196,7 @@ def test_stores_of_the_first_layout_open_with_their_trials_and_revisions(name, t
     assert len(read.trials) + sum(u.n for u in read.undefined) == 24 and original.read_bytes() == before
     shutil.copy(original, tmp_path / "results.sqlite")
     ResultStore(tmp_path).close()  # opened for writing: migrated in place
-    assert rows(tmp_path, "PRAGMA user_version") == [(3,)]
+    assert rows(tmp_path, "PRAGMA user_version") == [(4,)]
     assert rows(tmp_path, "PRAGMA integrity_check") == [("ok",)]
     assert rows(tmp_path, "SELECT count(*), count(DISTINCT attempt) FROM trials") == [(24, 1)]
     assert len(rows(tmp_path, "SELECT * FROM curves")) == len(rows(tmp_path, "SELECT * FROM curves WHERE attempt = 1"))
@@ -273,3 +274,11 @@ def test_a_direct_run_trial_gives_back_the_callers_threads(synthetic_name):
                                  eval_batch_size=100), load(synthetic_name))
     assert result.environment["torch_threads"] == asked  # the trial ran with its own count
     assert torch.get_num_threads() == before  # and the notebook's count is given back
+
+
+def test_the_seeds_a_run_asked_for_are_a_column_not_a_key_in_the_definition(tmp_path):
+    shutil.copy(REFERENCE / "seed-cpu" / "results.sqlite", tmp_path / "results.sqlite")
+    ResultStore(tmp_path).close()  # migrated: the seeds move out of the stored definition
+    [(definition, seeds)] = rows(tmp_path, "SELECT definition, seeds FROM experiments WHERE name = 'seed'")
+    assert seeds == 3 and "seeds_requested" not in json.loads(definition)
+    assert ResultStore(tmp_path, readonly=True).last_run("seed")[1] == 3

@@ -134,18 +134,17 @@ class Results:
         return buffer.getvalue()
 
 
-def _current_definition(experiment: str | Experiment, store: ResultStore) -> tuple[str, Experiment | None, dict]:
-    """The experiment's name, its current definition and what the store recorded of its last run. An
+def _current_definition(experiment: str | Experiment, store: ResultStore) -> tuple[str, Experiment | None, int | None]:
+    """The experiment's name, its current definition and the seeds its last stored run asked for. An
     Experiment or a TOML file is its own current definition; a bare name means the definition its last
     `run` stored (a file edited since is read by passing the file)."""
     if isinstance(experiment, str) and (experiment.endswith(".toml") or Path(experiment).is_file()):
         experiment = load_experiment(experiment)
     name = experiment.name if isinstance(experiment, Experiment) else experiment
-    stored = store.definition(name) or {}
+    stored, seeds = store.last_run(name)
     if isinstance(experiment, Experiment):
-        return name, experiment, stored
-    exp = Experiment(**{k: v for k, v in stored.items() if k != "seeds_requested"}) if stored else None
-    return name, exp, stored
+        return name, experiment, seeds
+    return name, Experiment(**stored) if stored else None, seeds
 
 
 def load_results(experiment: str | Experiment, results_dir: Path | str = DEFAULT_RESULTS, seeds: int | None = None,
@@ -155,7 +154,7 @@ def load_results(experiment: str | Experiment, results_dir: Path | str = DEFAULT
     Each trial counts by its latest finished attempt; `all_attempts` also lists every attempt."""
     store = ResultStore(results_dir, readonly=True)
     try:
-        name, exp, stored_definition = _current_definition(experiment, store)
+        name, exp, seeds_run = _current_definition(experiment, store)
         stored = list(store.trials(name))
         if not stored:
             known = ", ".join(store.experiments()) or "none"
@@ -165,7 +164,7 @@ def load_results(experiment: str | Experiment, results_dir: Path | str = DEFAULT
         missing = None
         planned = len(stored)
         if exp is not None:
-            plan = planned_trials(exp, store, seeds or stored_definition.get("seeds_requested"))
+            plan = planned_trials(exp, store, seeds or seeds_run)
             defined = {spec.config_key() for _, spec in plan}
             gone = [s for s in stored if s.result.spec.config_key() not in defined]
             stored = [s for s in stored if s.result.spec.config_key() in defined]

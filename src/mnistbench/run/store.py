@@ -25,14 +25,15 @@ KILL_IN_WRITE = "MNISTBENCH_TEST_KILL_IN_WRITE"
 # "failed" trials are retried on the next run; "pruned" ones (stopped by a tuning protocol as hopeless) are not
 FINISHED = ("reached", "budget", "diverged", "pruned")
 
-SCHEMA_VERSION = 3  # PRAGMA user_version: 0 = the first layout (one row per trial), 2 = attempts, 3 = kept models
+SCHEMA_VERSION = 4  # PRAGMA user_version: 0 = the first layout (one row per trial), 2 = attempts, 3 = kept models,
+# 4 = the seeds a run asked for in a column of their own (they were a key slipped into the stored definition)
 
 # A trial may have several attempts (a rerun, a retry after a failure): each is a row of its own and no
 # measurement is ever overwritten. The current attempt of a trial is its latest finished one (or, with
 # none finished, its latest); earlier ones are marked `superseded` once a later one finishes.
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS experiments (
-    name TEXT PRIMARY KEY, definition TEXT NOT NULL, updated REAL NOT NULL);
+    name TEXT PRIMARY KEY, definition TEXT NOT NULL, updated REAL NOT NULL, seeds INTEGER);
 CREATE TABLE IF NOT EXISTS trials (
     experiment TEXT NOT NULL, spec_id TEXT NOT NULL, label TEXT NOT NULL, config_key TEXT NOT NULL,
     seed INTEGER NOT NULL, status TEXT NOT NULL, final_accuracy REAL, time_to_target_s REAL,
@@ -75,6 +76,13 @@ INSERT INTO inference SELECT *, 1 FROM inference_v0;
 DROP TABLE trials_v0;
 DROP TABLE curves_v0;
 DROP TABLE inference_v0;
+"""
+
+# Stores before schema 4 kept the seeds a run asked for inside the definition's JSON ('seeds_requested').
+MIGRATE_SEEDS = """
+ALTER TABLE experiments ADD COLUMN seeds INTEGER;
+UPDATE experiments SET seeds = json_extract(definition, '$.seeds_requested'),
+                       definition = json_remove(definition, '$.seeds_requested');
 """
 
 # The current attempt of every trial: the latest finished one, else the latest (a trial that only failed).
@@ -180,6 +188,9 @@ class ResultStore:
                 self._run_script(MIGRATE_FROM_V0)
             elif version < SCHEMA_VERSION:
                 self._run_script(SCHEMA)
+            columns = {row[1] for row in self.conn.execute("PRAGMA table_info(experiments)")}
+            if "seeds" not in columns:
+                self._run_script(MIGRATE_SEEDS)
             self.conn.execute(f"PRAGMA user_version = {SCHEMA_VERSION}")
             self.conn.execute("COMMIT")
         except BaseException:
@@ -221,9 +232,10 @@ class ResultStore:
                 if kill_after == str(i):
                     os.kill(os.getpid(), signal.SIGKILL)
 
-    def save_experiment(self, name: str, definition: dict) -> None:
-        self._write([("INSERT OR REPLACE INTO experiments VALUES (?, ?, ?)",
-                      (name, json.dumps(definition, default=str), time.time()))])
+    def save_experiment(self, name: str, definition: dict, seeds: int) -> None:
+        """The experiment's definition as its last run read it, and the seeds that run asked for."""
+        self._write([("INSERT OR REPLACE INTO experiments (name, definition, updated, seeds) VALUES (?, ?, ?, ?)",
+                      (name, json.dumps(definition, default=str), time.time(), seeds))])
 
     def add_trial(self, experiment: str, label: str, result: TrialResult, inference=None,
                   model: tuple[str, str] | None = None) -> int:
@@ -303,9 +315,10 @@ class ResultStore:
         except sqlite3.Error as exc:
             raise StoreError(f"cannot read {self.path} ({exc})", "is it a mnistbench results folder?") from None
 
-    def definition(self, experiment: str) -> dict | None:
-        rows = self._read("SELECT definition FROM experiments WHERE name = ?", (experiment,))
-        return json.loads(rows[0][0]) if rows else None
+    def last_run(self, experiment: str) -> tuple[dict | None, int | None]:
+        """The definition the experiment's last run stored, and the seeds it asked for (None, None: no run)."""
+        rows = self._read("SELECT definition, seeds FROM experiments WHERE name = ?", (experiment,))
+        return (json.loads(rows[0][0]), rows[0][1]) if rows else (None, None)
 
     def experiments(self) -> list[str]:
         return [r[0] for r in self._read("SELECT DISTINCT experiment FROM trials ORDER BY experiment")]
