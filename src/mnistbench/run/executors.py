@@ -3,6 +3,7 @@ or on a Ray cluster. The driver (runner.py) alone writes to the store, so execut
 
 from __future__ import annotations
 
+import time
 from concurrent.futures import FIRST_COMPLETED, ProcessPoolExecutor, wait
 from concurrent.futures.process import BrokenProcessPool
 from dataclasses import dataclass, replace
@@ -40,6 +41,15 @@ def _init_worker() -> None:
     # Ctrl-C reaches the whole process group: the driver alone handles it (and stops the workers), so
     # workers neither print tracebacks of their own nor break the pool under it.
     signal.signal(signal.SIGINT, signal.SIG_IGN)
+
+
+def _reaped(processes: list, seconds: float = 10.0):
+    """The dead worker, once its exit code is known. The pool's own manager thread reaps it too: when it wins
+    that race our join() returns at once with no code, and the code appears when that thread records it."""
+    deadline = time.monotonic() + seconds
+    while processes[0].exitcode is None and time.monotonic() < deadline:
+        processes[0].join(timeout=0.1)
+    return processes[0]
 
 
 def _death_reason(process) -> str:
@@ -89,9 +99,7 @@ class LocalPool:
                     try:
                         output = future.result()
                     except BrokenProcessPool:
-                        for process in processes[slot]:
-                            process.join(timeout=5)  # its exit code is set once it is reaped
-                        reason = _death_reason(processes[slot][0]) if processes[slot] else "ended abruptly"
+                        reason = _death_reason(_reaped(processes[slot])) if processes[slot] else "ended abruptly"
                         output = failed_output(job, f"the worker process running this trial died: {reason}")
                         pools[slot].shutdown(wait=False)
                         pools[slot] = new_pool()
