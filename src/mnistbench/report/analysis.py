@@ -13,13 +13,12 @@ from typing import Callable, Iterator, Sequence
 from scipy import stats
 
 from ..core.models import MODELS
-from ..core.recipes import OPTIMIZERS, optimizer_title
+from ..core.recipes import optimizer_title
 from ..core.result import TrialResult
 from ..core.spec import TrialSpec
 from . import significance
-from .significance import ALPHA, holm  # noqa: F401  (holm: part of this module's public face)
+from .significance import ALPHA, holm  # noqa: F401  (ALPHA lives in significance.py; holm: part of this module's public face)
 
-ALPHA = 0.05  # two-sided significance level of every comparison
 FINISHED = ("reached", "budget", "diverged")  # runs that measured something; a "failed" run crashed
 
 

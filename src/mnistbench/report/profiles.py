@@ -187,7 +187,6 @@ def _row(c: TunedConfig) -> TuningRow:
     ch = c.choice
     target = c.reruns[0].spec.target if c.reruns else (ch.spec.target if ch.spec else None)
     acc = metric_stat(c.reruns, "accuracy")
-    time = metric_stat(c.reruns, "time_to_target")
     return TuningRow(
         technique=c.technique, workload=c.workload + (f" ({target_text(target)})" if target else ""),
         chosen=", ".join(f"{k} {v:g}" for k, v in ch.values.items()) if ch.values else "none (all diverged or failed)",
