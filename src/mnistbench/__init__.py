@@ -15,7 +15,7 @@ __version__ = "0.1.0"
 # Names resolve on first use, so `mnistbench --help` or `data fetch` don't wait for torch to import.
 _API = {
     "fetch": "data", "load": "data", "TrialResult": "core.result", "TrialSpec": "core.spec", "make_spec": "core.spec",
-    "run_trial": "core.trial", "run": "api", "load_results": "api", "write_report": "api",
+    "run_trial": "core.trial", "run": "api", "load_results": "api", "load_across": "api", "write_report": "api",
     "predict": "api", "export_model": "api", "export_results": "api", "trial_rows": "api",
 }
 __all__ = [*_API, "__version__"]

@@ -11,7 +11,7 @@ from statistics import fmean, stdev
 from typing import Callable
 
 from .report.analysis import ConfigSummary, ThroughputRow, mix_text, revision_text, summarize
-from .errors import ResultsMissing
+from .errors import BadInput, ResultsMissing
 from .run.executors import EXECUTORS
 from .run.experiments import Experiment, load_experiment
 from .core.inference import InferenceResult
@@ -123,15 +123,21 @@ class Results:
         return pd.DataFrame([asdict(r) for r in self.rows])
 
     def to_json(self) -> str:
-        return json.dumps([asdict(r) for r in self.rows], indent=1)
+        return rows_as("json", [asdict(r) for r in self.rows])
 
     def to_csv(self) -> str:
-        buffer = io.StringIO()
-        rows = [asdict(r) for r in self.rows]
-        writer = csv.DictWriter(buffer, fieldnames=list(rows[0]) if rows else [])
-        writer.writeheader()
-        writer.writerows(rows)
-        return buffer.getvalue()
+        return rows_as("csv", [asdict(r) for r in self.rows])
+
+
+def rows_as(fmt: str, rows: list[dict]) -> str:
+    """Table rows as CSV (a header from the first row's keys) or indented JSON."""
+    if fmt == "json":
+        return json.dumps(rows, indent=1)
+    buffer = io.StringIO()
+    writer = csv.DictWriter(buffer, fieldnames=list(rows[0]) if rows else [])
+    writer.writeheader()
+    writer.writerows(rows)
+    return buffer.getvalue()
 
 
 def _current_definition(experiment: str | Experiment, store: ResultStore) -> tuple[str, Experiment | None, int | None]:
@@ -181,6 +187,21 @@ def load_results(experiment: str | Experiment, results_dir: Path | str = DEFAULT
                        attempts=attempts, definition=exp)
     finally:
         store.close()
+
+
+def load_across(experiment: str | Experiment, results_dirs: list[Path | str]):
+    """One experiment read from several stores, each trial kept with its machine (report/across.py): a
+    configuration's trials pool across stores within one environment, and environments are set side by side.
+    Each store is read for its own current definition, as `load_results` reads it."""
+    from .report.across import group_across
+
+    if len({Path(d).resolve() for d in results_dirs}) < len(results_dirs):
+        raise BadInput("the same results folder was given twice", "give each --results folder once")
+    loaded = [(str(d), load_results(experiment, d)) for d in results_dirs]
+    across = group_across(loaded[0][1].experiment, [(name, [(s.key, s.label, r) for s in res.summaries
+                                                             for r in s.results]) for name, res in loaded])
+    across.partial_stores = [name for name, res in loaded if res.partial]
+    return across
 
 
 def _summaries(stored: list[StoredTrial]) -> list[ConfigSummary]:

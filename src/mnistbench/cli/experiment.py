@@ -137,7 +137,9 @@ def run(
 def results(
     experiment: Optional[str] = typer.Argument(None, help="experiment name (its last run's definition) or TOML "
                                                "file (its current one); all stored experiments when omitted"),
-    results_dir: Path = ResultsDir,
+    results_dirs: list[Path] = typer.Option([Path("mnistbench-results")], "--results",
+                                            help="Results folder; repeat it to read several stores side by side, "
+                                            "each trial kept with its machine"),
     fmt: str = typer.Option("table", "--format", help="table, csv, json or parquet (one row per trial)"),
     per_trial: bool = typer.Option(False, "--per-trial", help="csv / json: one row per trial, spec flattened"),
     out: Optional[Path] = typer.Option(None, "--out", help="parquet: the file (default RESULTS/EXPERIMENT.parquet)"),
@@ -150,6 +152,9 @@ def results(
 
     if fmt not in ("table", "csv", "json", "parquet"):
         raise BadInput(f"unknown format '{fmt}'", "use table, csv, json or parquet")
+    if len(results_dirs) > 1:
+        return _results_across(experiment, results_dirs, fmt, per_trial or fmt == "parquet" or all_attempts)
+    results_dir = results_dirs[0]
     if per_trial or fmt == "parquet":
         from ..interop import tables
 
@@ -171,6 +176,44 @@ def results(
                 print_attempts(res)
         else:
             typer.echo(res.to_csv() if fmt == "csv" else res.to_json())
+
+
+def _results_across(experiment: str | None, results_dirs: list[Path], fmt: str, per_trial: bool) -> None:
+    """`results --results A --results B`: one experiment over several stores, one row per configuration and
+    environment (report/across.py)."""
+    from dataclasses import asdict
+
+    from .. import api
+    from ..errors import BadInput
+
+    if experiment is None:
+        raise BadInput("several --results folders need an experiment name", "add the experiment, e.g. "
+                       "`mnistbench results seed --results A --results B`")
+    if per_trial:
+        raise BadInput("--per-trial, parquet and --all-attempts read one store at a time",
+                       "give a single --results folder")
+    across = api.load_across(experiment, results_dirs)
+    rows = across.rows
+    if fmt != "table":
+        typer.echo(api.rows_as(fmt, [asdict(r) for r in rows]))
+        return
+    first = across.groups[0].results[0].spec.target if across.groups else 0
+    console.print(table(f"{across.experiment} across {len(across.stores)} stores: mean ± std over seeds, one row "
+                        "per configuration and environment",
+                        ["Configuration", "Environment", "From", "Seeds", "Test accuracy", f"Time to {first:.0%}",
+                         "Reached", "ms / step", "vs first"],
+                        [(r.configuration, r.environment, r.stores, r.n, _fmt(r.accuracy_mean, r.accuracy_std, 100,
+                                                                                "%"),
+                          _fmt(r.time_to_target_mean_s, r.time_to_target_std_s, unit=" s"), f"{r.reached}/{r.n}",
+                          _fmt(r.ms_per_step, None, digits=1), _fmt(r.step_time_ratio, None, unit="x"))
+                         for r in rows]))
+    console.print("Trials of one configuration pool across stores only within one environment (machine, threads, "
+                  "torch); 'vs first' is ms per step against the configuration's first environment.",
+                  highlight=False)
+    if across.duplicates:
+        console.print(f"{across.duplicates} trials found in more than one store were counted once", highlight=False)
+    if across.partial_stores:
+        console.print(f"PARTIAL: {', '.join(across.partial_stores)} miss trials of their definition", highlight=False)
 
 
 def report(
