@@ -323,7 +323,7 @@ def test_process_pool_stores_the_same_trials(finished, tmp_path):
 def test_ray_stores_the_same_trials(finished, tmp_path):
     pytest.importorskip("ray")
     path, results, _ = finished
-    proc = cli("run", path, "--results", tmp_path / "r", "--executor", "ray")
+    proc = cli("run", path, "--results", tmp_path / "r", "--executor", "ray", timeout=600)  # Ray starts slowly on a loaded machine
     assert proc.returncode == 0, proc.stderr
     assert "ran 6 trials" in proc.stdout
     ours = stored(tmp_path / "r")
