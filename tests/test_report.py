@@ -256,3 +256,10 @@ def test_report_renders_in_chromium(report, tmp_path):
     match = re.search(r"<title>broken=(\d+) total=(\d+)</title>", dom)
     assert match, dom[:500]
     assert match.groups() == ("0", "6")
+
+
+def test_seconds_read_in_three_figures_and_never_in_exponent_notation():
+    from mnistbench.report.analysis import seconds_text
+
+    assert [seconds_text(x) for x in (0.0123, 4.134, 12.34, 1010.2, 37_570.0)] == [
+        "0.0123 s", "4.13 s", "12.3 s", "1,010 s", "37,570 s"]

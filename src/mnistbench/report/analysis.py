@@ -27,6 +27,11 @@ def three_figures(x: float) -> int:
     return max(0, 2 - math.floor(math.log10(abs(x)))) if x else 2
 
 
+def seconds_text(x: float) -> str:
+    """'4.13 s', '12.3 s', '1,010 s': three significant figures, never an exponent."""
+    return f"{x:,.{three_figures(x)}f} s"
+
+
 def pct(x: float) -> str:
     return f"{100 * x:.2f}%"
 

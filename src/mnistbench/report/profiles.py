@@ -14,7 +14,7 @@ import numpy as np
 from ..core.result import TrialResult
 from ..workloads.protocol import choices_from, tuned_key
 from ..workloads.tuning import Choice, TuningTrial, tuning_trials
-from .analysis import describe_stat, metric_stat, target_text
+from .analysis import describe_stat, metric_stat, seconds_text, target_text
 from .plots import FigurePaths, _colors, _figure, _save
 
 TAUS = np.linspace(1.0, 4.0, 301)  # the profile's x axis: within a factor tau of the best
@@ -192,9 +192,9 @@ def _row(c: TunedConfig) -> TuningRow:
         chosen=", ".join(f"{k} {v:g}" for k, v in ch.values.items()) if ch.values else "none (all diverged or failed)",
         validation=f"{100 * ch.score:.2f}%" if ch.score is not None else "–",
         accuracy=describe_stat(acc, "accuracy", "ci95") if acc.n else "not run yet",
-        time=(f"{c.time:.3g} s" if math.isfinite(c.time) else "not reached") if c.reruns else "–",
+        time=(seconds_text(c.time) if math.isfinite(c.time) else "not reached") if c.reruns else "–",
         reached=f"{sum(r.reached for r in c.reruns)}/{len(c.reruns)}",
-        trials=f"{ch.trials}" + (f" ({ch.pruned} pruned)" if ch.pruned else ""), cost=f"{ch.seconds:.3g} s")
+        trials=f"{ch.trials}" + (f" ({ch.pruned} pruned)" if ch.pruned else ""), cost=seconds_text(ch.seconds))
 
 
 def tuning_section(experiment, results: Sequence[TrialResult], fig_dir: Path) -> TuningSection | None:

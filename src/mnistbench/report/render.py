@@ -13,7 +13,7 @@ from jinja2 import Environment, FileSystemLoader
 
 from . import plots
 from .analysis import (METRICS, Comparison, ConfigSummary, ThroughputRow, describe_stat, mix_text,
-                       mixed_environments_allowed, p_text, summarize, target_text)
+                       mixed_environments_allowed, p_text, seconds_text, summarize, target_text)
 from .questions import FACTORS, Question, batch_studies, conclusions, family, holm_survivors, questions
 from ..errors import ResultsMissing
 from .plots import FigurePaths
@@ -132,8 +132,8 @@ def _method(results: Sequence[TrialResult], summaries: list[ConfigSummary]) -> l
     lines = [
         "Only training steps are timed (forward, backward and optimizer step; on a GPU the clock synchronizes "
         f"the device at every start and stop). Data is loaded into memory before the clock starts ({load:.2g} s per "
-        f"trial, median), and evaluation runs outside the clock: {evals:.3g} s of untimed evaluation against "
-        f"{train:.3g} s of timed training over all {len(results)} trials.",
+        f"trial, median), and evaluation runs outside the clock: {seconds_text(evals)} of untimed evaluation against "
+        f"{seconds_text(train)} of timed training over all {len(results)} trials.",
         f"Evaluation runs {' or '.join(cadence)}"
         + ("" if cadence == [cadence_text(0)] else " until the target is reached, then at each epoch end")
         + _resolution_text(results),
@@ -151,11 +151,11 @@ def _method(results: Sequence[TrialResult], summaries: list[ConfigSummary]) -> l
     ]
     compiled = sum(r.compile_seconds for r in results)
     if compiled:
-        lines.append(f"torch.compile warm-up ({compiled:.3g} s in all) was excluded from the clock.")
+        lines.append(f"torch.compile warm-up ({seconds_text(compiled)} in all) was excluded from the clock.")
     warmed = sum(r.warmup_seconds for r in results)
     if warmed:
         lines.append(f"Every trial first warmed up untimed on a throwaway copy of its model (each batch shape, one "
-                     f"evaluation batch; {warmed:.3g} s in all), so kernel creation stays off the clock.")
+                     f"evaluation batch; {seconds_text(warmed)} in all), so kernel creation stays off the clock.")
     return lines
 
 
