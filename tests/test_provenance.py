@@ -196,7 +196,7 @@ def test_stores_of_the_first_layout_open_with_their_trials_and_revisions(name, t
     assert len(read.trials) + sum(u.n for u in read.undefined) == 24 and original.read_bytes() == before
     shutil.copy(original, tmp_path / "results.sqlite")
     ResultStore(tmp_path).close()  # opened for writing: migrated in place
-    assert rows(tmp_path, "PRAGMA user_version") == [(4,)]
+    assert rows(tmp_path, "PRAGMA user_version") == [(5,)]
     assert rows(tmp_path, "PRAGMA integrity_check") == [("ok",)]
     assert rows(tmp_path, "SELECT count(*), count(DISTINCT attempt) FROM trials") == [(24, 1)]
     assert len(rows(tmp_path, "SELECT * FROM curves")) == len(rows(tmp_path, "SELECT * FROM curves WHERE attempt = 1"))
@@ -282,3 +282,19 @@ def test_the_seeds_a_run_asked_for_are_a_column_not_a_key_in_the_definition(tmp_
     [(definition, seeds)] = rows(tmp_path, "SELECT definition, seeds FROM experiments WHERE name = 'seed'")
     assert seeds == 3 and "seeds_requested" not in json.loads(definition)
     assert ResultStore(tmp_path, readonly=True).last_run("seed")[1] == 3
+
+
+def test_a_stored_definition_reads_back_as_it_ran_after_a_spec_default_changes(synthetic_name, tmp_path):
+    # Trials run when label_smoothing's default was 0.05: the definition left it unset, the code set it.
+    path = write(tmp_path, synthetic_name, ["resolved"], name="drift", extra="label_smoothing = 0.05")
+    api.run(str(path), results_dir=tmp_path / "r")
+    conn = sqlite3.connect(tmp_path / "r" / "results.sqlite")
+    with conn:
+        conn.execute("UPDATE experiments SET definition = json_remove(definition, '$.defaults.label_smoothing'), "
+                     "spec_defaults = json_set(spec_defaults, '$.label_smoothing', 0.05)")
+    res = api.load_results("drift", tmp_path / "r")
+    assert [s.label for s in res.summaries] == ["resolved"] and not res.undefined and not res.partial
+    with conn:  # without the code's defaults, the same trials no longer match their own definition
+        conn.execute("UPDATE experiments SET spec_defaults = NULL")
+    conn.close()
+    assert [s.label for s in api.load_results("drift", tmp_path / "r").undefined] == ["resolved"]

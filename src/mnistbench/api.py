@@ -147,10 +147,14 @@ def _current_definition(experiment: str | Experiment, store: ResultStore) -> tup
     if isinstance(experiment, str) and (experiment.endswith(".toml") or Path(experiment).is_file()):
         experiment = load_experiment(experiment)
     name = experiment.name if isinstance(experiment, Experiment) else experiment
-    stored, seeds = store.last_run(name)
+    stored, seeds, spec_defaults = store.last_run(name)
     if isinstance(experiment, Experiment):
         return name, experiment, seeds
-    return name, Experiment(**stored) if stored else None, seeds
+    if not stored:
+        return name, None, seeds
+    today = TrialSpec.field_defaults()  # a default changed since the run: the run's own value still applies
+    drift = {k: v for k, v in spec_defaults.items() if k in today and today[k] != v}
+    return name, Experiment(**stored, spec_defaults=drift), seeds
 
 
 def load_results(experiment: str | Experiment, results_dir: Path | str = DEFAULT_RESULTS, seeds: int | None = None,

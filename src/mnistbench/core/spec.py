@@ -80,6 +80,13 @@ class TrialSpec(BaseModel):
         blob = json.dumps(fields, sort_keys=True, separators=(",", ":"))
         return hashlib.sha256(blob.encode()).hexdigest()[:length]
 
+    @classmethod
+    def field_defaults(cls) -> dict[str, Any]:
+        """Every field's default in this version of the code (seed aside), as stored with a run's definition:
+        a definition read back later expands under the defaults it ran with, not under today's."""
+        return {name: f.get_default(call_default_factory=True) for name, f in cls.model_fields.items()
+                if name != "seed"}
+
     @property
     def id(self) -> str:
         """Hash of the content: equal specs share an id across runs and machines."""

@@ -70,7 +70,8 @@ def planned_trials(experiment: Experiment, store: ResultStore, seeds: int | None
 def run_experiment(experiment: Experiment, store: ResultStore, executor: Executor, seeds: int | None = None,
                    rerun: bool = False, on_event: Callable[[RunEvent], None] | None = None,
                    keep_models: bool = False) -> RunSummary:
-    store.save_experiment(experiment.name, experiment.model_dump(mode="json"), seeds or experiment.seeds)
+    store.save_experiment(experiment.name, experiment.model_dump(mode="json"), seeds or experiment.seeds,
+                          TrialSpec.field_defaults())
     summary = RunSummary()
     try:
         if experiment.tuning:  # a search per configuration, then its best point with every seed

@@ -25,15 +25,16 @@ KILL_IN_WRITE = "MNISTBENCH_TEST_KILL_IN_WRITE"
 # "failed" trials are retried on the next run; "pruned" ones (stopped by a tuning protocol as hopeless) are not
 FINISHED = ("reached", "budget", "diverged", "pruned")
 
-SCHEMA_VERSION = 4  # PRAGMA user_version: 0 = the first layout (one row per trial), 2 = attempts, 3 = kept models,
-# 4 = the seeds a run asked for in a column of their own (they were a key slipped into the stored definition)
+SCHEMA_VERSION = 5  # PRAGMA user_version: 0 = the first layout (one row per trial), 2 = attempts, 3 = kept models,
+# 4 = the seeds a run asked for in a column of their own (they were a key slipped into the stored definition),
+# 5 = the spec defaults a run's code had, so its definition reads back as it ran after a default changes
 
 # A trial may have several attempts (a rerun, a retry after a failure): each is a row of its own and no
 # measurement is ever overwritten. The current attempt of a trial is its latest finished one (or, with
 # none finished, its latest); earlier ones are marked `superseded` once a later one finishes.
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS experiments (
-    name TEXT PRIMARY KEY, definition TEXT NOT NULL, updated REAL NOT NULL, seeds INTEGER);
+    name TEXT PRIMARY KEY, definition TEXT NOT NULL, updated REAL NOT NULL, seeds INTEGER, spec_defaults TEXT);
 CREATE TABLE IF NOT EXISTS trials (
     experiment TEXT NOT NULL, spec_id TEXT NOT NULL, label TEXT NOT NULL, config_key TEXT NOT NULL,
     seed INTEGER NOT NULL, status TEXT NOT NULL, final_accuracy REAL, time_to_target_s REAL,
@@ -83,6 +84,10 @@ MIGRATE_SEEDS = """
 ALTER TABLE experiments ADD COLUMN seeds INTEGER;
 UPDATE experiments SET seeds = json_extract(definition, '$.seeds_requested'),
                        definition = json_remove(definition, '$.seeds_requested');
+"""
+
+MIGRATE_SPEC_DEFAULTS = """
+ALTER TABLE experiments ADD COLUMN spec_defaults TEXT;
 """
 
 # The current attempt of every trial: the latest finished one, else the latest (a trial that only failed).
@@ -191,6 +196,8 @@ class ResultStore:
             columns = {row[1] for row in self.conn.execute("PRAGMA table_info(experiments)")}
             if "seeds" not in columns:
                 self._run_script(MIGRATE_SEEDS)
+            if "spec_defaults" not in columns:  # unknown for runs stored before: read under today's defaults
+                self._run_script(MIGRATE_SPEC_DEFAULTS)
             self.conn.execute(f"PRAGMA user_version = {SCHEMA_VERSION}")
             self.conn.execute("COMMIT")
         except BaseException:
@@ -232,10 +239,12 @@ class ResultStore:
                 if kill_after == str(i):
                     os.kill(os.getpid(), signal.SIGKILL)
 
-    def save_experiment(self, name: str, definition: dict, seeds: int) -> None:
-        """The experiment's definition as its last run read it, and the seeds that run asked for."""
-        self._write([("INSERT OR REPLACE INTO experiments (name, definition, updated, seeds) VALUES (?, ?, ?, ?)",
-                      (name, json.dumps(definition, default=str), time.time(), seeds))])
+    def save_experiment(self, name: str, definition: dict, seeds: int, spec_defaults: dict | None = None) -> None:
+        """The experiment's definition as its last run read it, the seeds that run asked for, and the spec
+        defaults of its code."""
+        self._write([("INSERT OR REPLACE INTO experiments (name, definition, updated, seeds, spec_defaults) "
+                      "VALUES (?, ?, ?, ?, ?)", (name, json.dumps(definition, default=str), time.time(), seeds,
+                                                 None if spec_defaults is None else json.dumps(spec_defaults)))])
 
     def add_trial(self, experiment: str, label: str, result: TrialResult, inference=None,
                   model: tuple[str, str] | None = None) -> int:
@@ -315,10 +324,14 @@ class ResultStore:
         except sqlite3.Error as exc:
             raise StoreError(f"cannot read {self.path} ({exc})", "is it a mnistbench results folder?") from None
 
-    def last_run(self, experiment: str) -> tuple[dict | None, int | None]:
-        """The definition the experiment's last run stored, and the seeds it asked for (None, None: no run)."""
-        rows = self._read("SELECT definition, seeds FROM experiments WHERE name = ?", (experiment,))
-        return (json.loads(rows[0][0]), rows[0][1]) if rows else (None, None)
+    def last_run(self, experiment: str) -> tuple[dict | None, int | None, dict]:
+        """The definition the experiment's last run stored, the seeds it asked for and the spec defaults of
+        its code ({} when not stored); (None, None, {}) when it never ran."""
+        rows = self._read("SELECT definition, seeds, spec_defaults FROM experiments WHERE name = ?", (experiment,))
+        if not rows:
+            return None, None, {}
+        definition, seeds, defaults = rows[0]
+        return json.loads(definition), seeds, json.loads(defaults) if defaults else {}
 
     def experiments(self) -> list[str]:
         return [r[0] for r in self._read("SELECT DISTINCT experiment FROM trials ORDER BY experiment")]

@@ -77,6 +77,9 @@ class Experiment(_Strict):
     select: Select | None = None
     tuning: Tuning | None = None  # quasi-random search per configuration (workloads/tuning.py)
     source: str = ""  # where it was read from, for messages
+    # Spec defaults of the code that stored this definition, where they differ from today's: a stored definition
+    # expands as it ran (a field it leaves unset takes the default of its day), beneath everything it sets.
+    spec_defaults: dict[str, Any] = Field(default_factory=dict, exclude=True)
 
     @model_validator(mode="after")
     def _check(self) -> "Experiment":
@@ -105,7 +108,7 @@ class Experiment(_Strict):
         """The configuration's spec fields over the defaults, a `workload` expanded into what it fixes."""
         where = f"{self.source}: config '{config.label}': " if self.source else f"config '{config.label}': "
         try:
-            return apply_workload({**self.defaults, **config.fields})
+            return {**self.spec_defaults, **apply_workload({**self.defaults, **config.fields})}
         except MnistbenchError as exc:
             raise ConfigError(f"{where}{exc.message}", exc.hint) from None
 
