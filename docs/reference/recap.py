@@ -2,6 +2,7 @@
 
     python docs/reference/recap.py            # from the repository root, in the project's environment
     python docs/reference/recap.py --reports  # and regenerate each store's report.html / report.md beside it
+    python docs/reference/recap.py --optimizers [--reports]   # the `optimizers` study's table and profiles
 
 Columns: the notebook's own (approximate, single-run) accuracies, then mean ± std over seeds of each store
 under docs/reference/ (the 2-core CPU and the H200), as `mnistbench results` computes them.
@@ -19,6 +20,7 @@ from mnistbench.run.experiments import load_experiment
 
 HERE = Path(__file__).parent
 STORES = {"2-core CPU": HERE / "seed-cpu", "H200": HERE / "seed-h200"}
+OPTIMIZERS = HERE / "optimizers-cpu"
 
 
 def measured_definition():
@@ -45,7 +47,33 @@ def _cells(s: ConfigSummary | None, with_epochs: bool) -> list[str]:
     return cells + [f"{s.epochs_to_target.mean:.2f}"] if with_epochs else cells
 
 
+def optimizers() -> None:
+    """The tuned techniques (as the report's table) and each technique's performance profile at a few factors."""
+    from mnistbench.report.profiles import performance_profile, tuned_configs, tuning_row
+
+    if "--reports" in sys.argv:
+        write_report("optimizers", OPTIMIZERS, out=OPTIMIZERS)
+    res = load_results("optimizers", OPTIMIZERS)
+    configs = tuned_configs(res.definition, res.trials)
+    header = ["Technique", "Workload (target)", "Chosen", "Validation accuracy (search)", "Test accuracy (± 95% CI)",
+              "Median time to target", "Reached", "Tuning trials", "Tuning cost"]
+    print("| " + " | ".join(header) + " |")
+    print("|" + "---|" * len(header))
+    for c in configs:
+        print("| " + " | ".join(vars(tuning_row(c)).values()) + " |")
+    times: dict[str, dict[str, float]] = {}
+    for c in configs:
+        times.setdefault(c.technique, {})[c.workload] = c.time
+    taus = [1.0, 1.25, 1.5, 2.0, 4.0]
+    print("\n| Technique | " + " | ".join(f"τ = {t:g}" for t in taus) + " |")
+    print("|" + "---|" * (len(taus) + 1))
+    for technique, rho in performance_profile(times, taus).items():
+        print(f"| {technique} | " + " | ".join(f"{r:.0%}" for r in rho) + " |")
+
+
 def main() -> None:
+    if "--optimizers" in sys.argv:
+        return optimizers()
     if "--reports" in sys.argv:  # regenerate each store's report (the statistics of this code) beside it
         for path in STORES.values():
             write_report(measured_definition(), path, out=path)

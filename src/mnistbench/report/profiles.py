@@ -179,22 +179,23 @@ def _method(experiment, configs: Sequence[TunedConfig]) -> str:
             f"{' / '.join(map(str, val)) or '?'} images held out of the training set; the test split is never read "
             f"for the choice. The best point was rerun with the held-out seeds {', '.join(map(str, rerun)) or '(none yet)'}"
             f" and is reported on the test set.{prune} The search cost {trials} trials ({pruned} pruned) and "
-            f"{cost:.4g} s of wall time (training and evaluation, data loading excluded), on the machine(s) listed "
+            f"{seconds_text(cost)} of wall time (training and evaluation, data loading excluded), on the machine(s) listed "
             "under Environment.")
 
 
-def _row(c: TunedConfig) -> TuningRow:
+def tuning_row(c: TunedConfig) -> TuningRow:
     ch = c.choice
     target = c.reruns[0].spec.target if c.reruns else (ch.spec.target if ch.spec else None)
     acc = metric_stat(c.reruns, "accuracy")
     return TuningRow(
         technique=c.technique, workload=c.workload + (f" ({target_text(target)})" if target else ""),
-        chosen=", ".join(f"{k} {v:g}" for k, v in ch.values.items()) if ch.values else "none (all diverged or failed)",
+        chosen=(", ".join(f"{k} {v:g}" for k, v in ch.values.items()) if ch.values
+                else "none (all diverged or failed)" if ch.trials else "not searched yet"),
         validation=f"{100 * ch.score:.2f}%" if ch.score is not None else "–",
         accuracy=describe_stat(acc, "accuracy", "ci95") if acc.n else "not run yet",
         time=(seconds_text(c.time) if math.isfinite(c.time) else "not reached") if c.reruns else "–",
         reached=f"{sum(r.reached for r in c.reruns)}/{len(c.reruns)}",
-        trials=f"{ch.trials}" + (f" ({ch.pruned} pruned)" if ch.pruned else ""), cost=seconds_text(ch.seconds))
+        trials=f"{ch.trials}" + (f" ({ch.pruned} pruned)" if ch.pruned else ""), cost=seconds_text(ch.seconds) if ch.trials else "–")
 
 
 def tuning_section(experiment, results: Sequence[TrialResult], fig_dir: Path) -> TuningSection | None:
@@ -208,4 +209,4 @@ def tuning_section(experiment, results: Sequence[TrialResult], fig_dir: Path) ->
     for dimension in sorted(experiment.tuning.space):
         if any(c.search for c in configs):
             figures.append(plot_sensitivity(configs, dimension, experiment.tuning.space[dimension].scale, fig_dir))
-    return TuningSection(_method(experiment, configs), [_row(c) for c in configs], figures)
+    return TuningSection(_method(experiment, configs), [tuning_row(c) for c in configs], figures)
