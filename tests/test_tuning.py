@@ -259,6 +259,11 @@ def test_report_of_a_tuned_experiment_with_a_pruned_trial(tmp_path, monkeypatch)
     md = paths.markdown.read_text()
     assert "| sgd | idx:/nowhere (50%) |" in md and "| 5 (1 pruned) |" in md
     assert (tmp_path / "report" / "figures" / "sensitivity-lr.png").is_file()
+    # The search points live in the tuning table and the sensitivity plot; the results table and the comparisons
+    # are about the chosen configurations' reruns.
+    before_tuning, after_tuning = md.split("## Tuned techniques")
+    assert "· tuned" in before_tuning and "· tuning " not in before_tuning
+    assert "· tuning " not in after_tuning.split("## Comparisons")[-1].split("## Figures")[0]
 
 
 def test_with_several_tuning_seeds_the_mean_over_seeds_wins():
