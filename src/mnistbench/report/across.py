@@ -14,7 +14,7 @@ from statistics import fmean
 from typing import Sequence
 
 from ..core.result import TrialResult
-from .analysis import ENVIRONMENT_FACTORS, SHARED_FACTORS, Stat, metric_stat, revision_text
+from .analysis import ENVIRONMENT_FACTORS, SHARED_FACTORS, ConfigSummary, summarize
 
 
 def environment_of(r: TrialResult) -> tuple:
@@ -39,20 +39,9 @@ class MachineGroup:
     results: list[TrialResult] = field(repr=False)
 
     @property
-    def n(self) -> int:
-        return len(self.results)
-
-    @property
-    def reached(self) -> int:
-        return sum(r.reached for r in self.results)
-
-    @property
-    def accuracy(self) -> Stat:
-        return metric_stat(self.results, "accuracy")
-
-    @property
-    def time_to_target(self) -> Stat:
-        return metric_stat(self.results, "time_to_target")
+    def summary(self) -> ConfigSummary:
+        """n, reached, accuracy, time to target and revisions, as `results` computes them for one store."""
+        return summarize(self.results)[0]
 
     @property
     def ms_per_step(self) -> float | None:
@@ -60,10 +49,6 @@ class MachineGroup:
         the target (time to target also depends on where the seed crossed it)."""
         per_step = [1000 * r.train_seconds / r.steps for r in self.results if r.steps]
         return fmean(per_step) if per_step else None
-
-    @property
-    def revisions(self) -> list[str]:
-        return list(dict.fromkeys(revision_text(r) for r in self.results))
 
 
 @dataclass
@@ -101,10 +86,10 @@ class Across:
         for g in self.groups:
             base = first.setdefault(g.configuration, g.ms_per_step)
             ratio = g.ms_per_step / base if base and g.ms_per_step is not None else None
-            acc, ttt = g.accuracy, g.time_to_target
-            rows.append(AcrossRow(g.configuration, environment_text(g.environment), ", ".join(g.stores), g.n,
-                                  g.reached, acc.mean, acc.std, ttt.mean, ttt.std, g.ms_per_step, ratio,
-                                  ", ".join(g.revisions)))
+            s = g.summary
+            rows.append(AcrossRow(g.configuration, environment_text(g.environment), ", ".join(g.stores), s.n,
+                                  s.reached, s.accuracy.mean, s.accuracy.std, s.time_to_target.mean,
+                                  s.time_to_target.std, g.ms_per_step, ratio, ", ".join(s.revisions)))
         return rows
 
 
