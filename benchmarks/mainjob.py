@@ -10,6 +10,11 @@ notebook's own pipeline and loop against mnistbench's trial, for the same number
 (b) mnistbench's run_trial on the same spec (data in memory as normalized tensors, its layout and evaluation
     defaults, evaluation on its cadence until the target), plus the dry-run estimate of that trial.
 
+The notebook side runs in a fresh child process per configuration, with glibc's default allocator as the
+notebook gets it; mnistbench's trial sets its own (`core.hardware.keep_freed_memory`, process-wide and
+irreversible, so it must not leak into the notebook's side). `benchmarks/allocator.py` measures that setting
+alone; the notebook's code gets it too when started with MALLOC_MMAP_MAX_=0 MALLOC_TRIM_THRESHOLD_=2147483647.
+
 Per configuration: seconds of training, of evaluation and of wall (model creation to last evaluation),
 the wall ratio notebook / mnistbench, and the share of the measured fp32 matmul peak that each side's training
 reaches (3 x forward FLOPs per image). Loading is excluded from both and printed once. The two sides
@@ -23,7 +28,7 @@ alternate which goes first from one configuration to the next, so drift on a sha
 from __future__ import annotations
 
 import argparse
-import math
+import multiprocessing
 import sys
 import time
 import warnings
@@ -134,6 +139,17 @@ def notebook_way(spec: TrialSpec, train_set: Dataset, test_set: Dataset, epochs:
     return Side(train_s, eval_s, time.perf_counter() - wall, images, test_acc)
 
 
+def _notebook_child(spec: TrialSpec, epochs: float, threads: int) -> Side:
+    torch.set_num_threads(threads)
+    return notebook_way(spec, *notebook_datasets(), epochs)
+
+
+def notebook_way_fresh(spec: TrialSpec, epochs: float) -> Side:
+    """notebook_way in a new process: the allocator and oneDNN's caches as a notebook's kernel starts them."""
+    with multiprocessing.get_context("spawn").Pool(1) as pool:
+        return pool.apply(_notebook_child, (spec, epochs, torch.get_num_threads()))
+
+
 def mnistbench_way(spec: TrialSpec, data) -> Side:
     r = run_trial(spec, data)
     return Side(r.train_seconds, r.eval_seconds, r.wall_seconds, r.steps * spec.batch_size, r.final_accuracy)
@@ -155,7 +171,7 @@ def main() -> None:
                                             **({"epochs": args.epochs} if args.epochs else {})})
              for label, spec in trials}
     start = time.perf_counter()
-    train_set, test_set = notebook_datasets()
+    notebook_datasets()  # timed once here for the loading line; each child process builds its own
     notebook_load = time.perf_counter() - start
     data = load("mnist")
     print(f"loading (excluded from both): notebook datasets {notebook_load:.2f} s, "
@@ -164,7 +180,7 @@ def main() -> None:
 
     rows = {}
     for i, (label, spec) in enumerate(specs.items()):
-        ways = [("notebook", lambda: notebook_way(spec, train_set, test_set, spec.epochs)),
+        ways = [("notebook", lambda: notebook_way_fresh(spec, spec.epochs)),
                 ("mnistbench", lambda: mnistbench_way(spec, data))]
         got = {name: way() for name, way in (ways if i % 2 == 0 else ways[::-1])}
         rows[label] = got

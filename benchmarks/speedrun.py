@@ -3,7 +3,7 @@
 A run = model creation + training + the final test evaluation (what TrialResult.wall_seconds measures).
 Loading the data into normalized tensors is excluded and printed on its own line. Both recipes come from the
 built-in `speedrun` experiment: the record recipe, and the plain port of tuomaso/train_mnist_fast (the GPU
-record's model and optimizer settings with bf16 autocast, channels-last and in-memory tensors) as the
+record's model and optimizer settings, in the same precision, channels-last and in-memory tensors) as the
 reference. One untimed warm-up run each (oneDNN builds its kernels on first use), then seeds alternate
 between the two so that drift on a shared machine hits both.
 
@@ -106,20 +106,22 @@ def main() -> None:
                   flush=True)
 
     device = next(iter(runs.values()))[0].device
-    peak = matmul_peak(torch.bfloat16, device)
+    dtypes = {"bf16": torch.bfloat16, "fp32": torch.float32}
+    peaks = {p: matmul_peak(dtypes[p], device) for p in {r[0].environment["precision"] for r in runs.values()}}
     print(f"\n{args.seeds} held-out seeds ({held_out.start}-{held_out.stop - 1}; the budget is chosen on seeds "
           f"{TUNING_SEEDS.start}-{TUNING_SEEDS.stop - 1}, not reported) on {device}, {torch.get_num_threads()} CPU "
-          f"threads, bf16 matmul peak measured: {peak / 1e9:.0f} GFLOP/s")
-    print(f"{'recipe':32s} {'mean s':>7s} {'min':>6s} {'max':>6s} {'mean acc ± 95% CI':>18s} {'>= 99%':>7s} "
-          f"{'% of peak':>9s}")
+          f"threads; matmul peak measured: " + ", ".join(f"{p} {v / 1e9:.0f} GFLOP/s" for p, v in peaks.items()))
+    print(f"{'recipe':32s} {'prec.':>5s} {'mean s':>7s} {'min':>6s} {'max':>6s} {'mean acc ± 95% CI':>18s} "
+          f"{'>= 99%':>7s} {'% of peak':>9s}")
     for label, results in runs.items():
-        spec = results[0].spec
+        spec, precision = results[0].spec, results[0].environment["precision"]
+        peak = peaks[precision]
         times = [r.wall_seconds for r in results]
         accs = [r.final_accuracy for r in results]
         train_flops = 3 * flops_per_image(build_model(spec.model)) * results[0].steps * spec.batch_size
         share = statistics.fmean(train_flops / r.train_seconds for r in results) / peak
         acc, half = mean_ci95(accs)
-        print(f"{label:32s} {statistics.fmean(times):7.3f} {min(times):6.3f} {max(times):6.3f} "
+        print(f"{label:32s} {precision:>5s} {statistics.fmean(times):7.3f} {min(times):6.3f} {max(times):6.3f} "
               f"{acc:9.2%} ± {100 * half:.2f} {sum(a >= 0.99 for a in accs):4d}/{len(accs):<3d} {share:9.1%}")
     if len(runs) == 2:
         best, ref = (statistics.fmean(r.wall_seconds for r in v) for v in runs.values())

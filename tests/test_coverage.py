@@ -51,6 +51,21 @@ def test_every_schedule_builds_and_steps(name):
 
 # --- Trial options no other test runs -----------------------------------------------------------------------
 
+@pytest.mark.parametrize("native", [True, False])
+def test_auto_precision_is_bf16_only_where_the_device_has_it(synthetic_name, data, monkeypatch, native):
+    """"auto" resolves per machine, and the trial stores what it resolved to (the report's mix check reads it)."""
+    from mnistbench.core import trial as trial_module
+
+    monkeypatch.setattr(trial_module, "resolve_precision",
+                        lambda asked, device: ("bf16" if native else "fp32") if asked == "auto" else asked)
+    seen = []
+    real_autocast = torch.autocast
+    monkeypatch.setattr(torch, "autocast", lambda *a, **k: seen.append(k.get("dtype")) or real_autocast(*a, **k))
+    result = run_trial(spec(synthetic_name, steps=4, eval_every=2, precision="auto"), data)
+    assert result.environment["precision"] == ("bf16" if native else "fp32")
+    assert (torch.bfloat16 in seen) == native
+
+
 def test_bf16_trial_trains_and_evaluates(synthetic_name, data):
     result = run_trial(spec(synthetic_name, optimizer="adam", lr=3e-3, steps=10, eval_every=5,
                             precision="bf16", target=0.3), data)

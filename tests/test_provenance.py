@@ -150,6 +150,45 @@ def test_time_is_not_tested_across_mixed_environments_unless_allowed():
         assert compare(sgd, adam, "time_to_target", "SGD", "Adam").p is not None
 
 
+_MMAPPED_BLOCKS = """
+import ctypes, sys, torch
+from mnistbench.core.hardware import keep_freed_memory
+class Info(ctypes.Structure):  # glibc's struct mallinfo2: hblks (blocks served by mmap) is the fifth field
+    _fields_ = [(n, ctypes.c_size_t) for n in ("arena", "ordblks", "smblks", "hblks", "hblkhd", "usmblks",
+                                                "fsmblks", "uordblks", "fordblks", "keepcost")]
+libc = ctypes.CDLL("libc.so.6")
+libc.mallinfo2.restype = Info
+kept = sys.argv[1] == "kept" and keep_freed_memory()
+before = libc.mallinfo2().hblks
+x = torch.empty(64 * 2**20 // 4)  # 64 MB: over glibc's largest mmap threshold (32 MB)
+print(kept, libc.mallinfo2().hblks - before)
+"""
+
+
+@pytest.mark.skipif(not sys.platform.startswith("linux") or not hasattr(__import__("ctypes").CDLL("libc.so.6"),
+                    "mallinfo2"), reason="glibc 2.33+ only (mallinfo2)")
+def test_trials_keep_freed_memory_instead_of_mmapping_every_activation():
+    """With the setting, a block larger than any mmap threshold comes from the heap (kept across steps), not
+    from a fresh mmap that is page-faulted in and zero-filled at every step."""
+    def mmapped(mode: str) -> tuple[str, int]:
+        out = subprocess.run([sys.executable, "-c", _MMAPPED_BLOCKS, mode], capture_output=True, text=True,
+                             check=True).stdout.split()
+        return out[0], int(out[1])
+
+    assert mmapped("default") == ("False", 1)  # what glibc does on its own: the case the setting exists for
+    assert mmapped("kept") == ("True", 0)
+
+
+def test_auto_precision_that_resolved_differently_is_a_mixed_environment():
+    """One spec (precision "auto") run on a bf16 machine and on an fp32 one: its times are not one sample."""
+    from mnistbench.report.analysis import environment_mix
+
+    runs = [make_result(s, time_to_target=3.0, environment={**ENV, "precision": p}, precision="auto")
+            for s, p in enumerate(["bf16", "fp32", "bf16"])]
+    assert environment_mix(runs) == {"precision": ["bf16", "fp32"]}
+    assert environment_mix(runs[::2]) == {}
+
+
 def _fabricated_store(folder: Path, results) -> Path:
     store = ResultStore(folder)
     for r in results:

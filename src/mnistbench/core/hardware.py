@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import ctypes
+import ctypes.util
 import os
 import platform
 import subprocess
@@ -89,6 +91,63 @@ def torch_threads(n: int) -> Iterator[None]:
         torch.set_num_threads(before)
 
 
+# glibc's mallopt parameters (malloc.h)
+_M_TRIM_THRESHOLD, _M_MMAP_MAX = -1, -4
+
+
+_malloc_kept: bool | None = None  # None: not asked yet in this process
+
+
+def keep_freed_memory() -> bool:
+    """Make glibc keep freed memory for reuse instead of returning it to the kernel, once per process.
+
+    A training step allocates and frees activations of tens of megabytes. glibc serves blocks over its
+    mmap threshold (32 MB at most) with fresh mmaps and trims the heap when its free top grows, so every
+    step page-faults its activations in again and the kernel zero-fills them: on the 2-core AMD EPYC this
+    was a quarter of a SimpleCNN step's time in system calls, and most of why batch 512 trained slower per
+    image than batch 128 (`benchmarks/allocator.py` measures it). Serving every block from the heap and
+    never trimming it keeps the high-water mark of the process resident instead: a few hundred megabytes
+    for these models. Only the allocator's bookkeeping changes, never a number computed. Returns whether
+    the setting took (False off glibc: macOS, Windows and musl have their own allocators)."""
+    global _malloc_kept
+    if _malloc_kept is None:
+        _malloc_kept = _mallopt_keep()
+    return _malloc_kept
+
+
+def _mallopt_keep() -> bool:
+    if not sys.platform.startswith("linux"):
+        return False
+    try:
+        mallopt = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6").mallopt
+    except (OSError, AttributeError):
+        return False
+    mallopt.argtypes, mallopt.restype = [ctypes.c_int, ctypes.c_int], ctypes.c_int
+    return bool(mallopt(_M_MMAP_MAX, 0)) and bool(mallopt(_M_TRIM_THRESHOLD, 2**31 - 1))
+
+
+def native_bf16(device: torch.device) -> bool:
+    """Whether `device` computes bf16 matmuls and convolutions in hardware: CUDA GPUs that support it, and CPUs
+    with AVX-512 BF16 or AMX (as oneDNN reports them). Elsewhere bf16 autocast is emulated and slower than fp32
+    (1.9x on the 2-core AMD EPYC, AVX2 only)."""
+    if device.type == "cuda":
+        return torch.cuda.is_bf16_supported()
+    if device.type == "cpu":
+        try:
+            return bool(torch.ops.mkldnn._is_mkldnn_bf16_supported())
+        except (AttributeError, RuntimeError):
+            return False
+    return False
+
+
+def resolve_precision(asked: str, device: torch.device) -> str:
+    """The precision a trial computes in: the spec's, with "auto" meaning bf16 where `device` has it natively
+    and fp32 elsewhere. The resolved one is stored with the trial, so the report tells machines apart."""
+    if asked != "auto":
+        return asked
+    return "bf16" if native_bf16(device) else "fp32"
+
+
 def describe() -> dict[str, object]:
     """The notebook's hardware section as a flat dict (JSON-safe), for display and for the store."""
     cuda = torch.cuda.is_available()
@@ -103,6 +162,7 @@ def describe() -> dict[str, object]:
         "torch": torch.__version__,
         "torch_build": "cuda " + torch.version.cuda if torch.version.cuda else "cpu",
         "torch_threads": torch.get_num_threads(),
+        "malloc_kept": bool(_malloc_kept),  # whether this process's trials ran with keep_freed_memory
         "cuda_available": cuda,
         "gpu": torch.cuda.get_device_name(0) if cuda else None,
         "mps_available": mps,

@@ -10,6 +10,7 @@ import torch
 from torch import nn
 
 from .clock import Stopwatch
+from .hardware import keep_freed_memory, resolve_precision
 from ..data import Split
 
 
@@ -50,8 +51,10 @@ class InferenceResult:
 @torch.inference_mode()
 def measure_inference(model: nn.Module, split: Split, batch_size: int = 1000, repeats: int = 10, warmup: int = 1,
                       precision: str = "fp32") -> InferenceResult:
+    keep_freed_memory()
     device = split.images.device
     model.eval()
+    precision = resolve_precision(precision, device)
     autocast = torch.autocast(device.type, dtype=torch.bfloat16, enabled=precision == "bf16")
     batches = [split.images[i:i + batch_size] for i in range(0, len(split), batch_size)]
     with autocast:

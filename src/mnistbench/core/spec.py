@@ -13,7 +13,8 @@ from .models import MODELS
 from .horizon import EVALS_PER_EPOCH
 from .recipes import SCHEDULES, check_recipe
 
-Precision = Literal["fp32", "bf16"]
+# "auto": bf16 where the device computes it natively, fp32 where bf16 would be emulated (core.hardware)
+Precision = Literal["fp32", "bf16", "auto"]
 
 
 class TrialSpec(BaseModel):

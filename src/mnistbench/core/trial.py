@@ -25,7 +25,7 @@ from torch import nn
 from .clock import Stopwatch, now
 from ..data import Data, Split, load
 from ..errors import ConfigError
-from .hardware import describe, torch_threads
+from .hardware import describe, keep_freed_memory, resolve_precision, torch_threads
 from .horizon import horizon
 from .models import build_model, uses_channels_last
 from .recipes import make_optimizer, make_schedule
@@ -75,8 +75,10 @@ def resolve_device(name: str) -> torch.device:
     return device
 
 
-def _autocast(spec: TrialSpec, device: torch.device):
-    if spec.precision == "bf16":
+def autocast_for(precision: str, device: torch.device):
+    """The autocast context of a precision ("auto" resolved for `device`): bf16 matmuls and convolutions,
+    with weights, optimizer state and the loss kept in fp32; nothing for fp32."""
+    if resolve_precision(precision, device) == "bf16":
         return torch.autocast(device_type=device.type, dtype=torch.bfloat16)
     return contextlib.nullcontext()
 
@@ -166,6 +168,7 @@ def run_trial(spec: TrialSpec, data: Data | None = None,
 
 
 def _run_trial(spec: TrialSpec, data: Data | None, progress: Callable[[Progress], None] | None) -> TrialResult:
+    keep_freed_memory()  # process-wide, once: activations are reused, not page-faulted in at every step
     device = resolve_device(spec.device)
     if data is None:
         data = load(spec.dataset, val_size=spec.val_size)
@@ -187,7 +190,7 @@ def _run_trial(spec: TrialSpec, data: Data | None, progress: Callable[[Progress]
     optimizer = make_optimizer(spec.optimizer, model.parameters(), spec.lr, spec.optimizer_args)
     schedule = make_schedule(spec.schedule, optimizer, spec.schedule_args, h)
     loss_fn = nn.CrossEntropyLoss(label_smoothing=spec.label_smoothing)
-    autocast = _autocast(spec, device)
+    autocast = autocast_for(spec.precision, device)
     shuffle = torch.Generator().manual_seed(spec.seed)  # its own stream: model init can't shift the order
 
     # The batch shapes the run will see: full batches, and the epoch's smaller last batch if it gets there.
@@ -329,5 +332,6 @@ def _run_trial(spec: TrialSpec, data: Data | None, progress: Callable[[Progress]
         steps=step, train_seconds=watch.elapsed, eval_seconds=eval_seconds, evaluations=evaluations,
         wall_seconds=wall_seconds, load_seconds=data.load_seconds, compile_seconds=compile_seconds,
         warmup_seconds=warmup_seconds, device=str(device),
-        curve=curve, epochs=epochs, environment={**describe(), "device": str(device)}, model=model,
+        curve=curve, epochs=epochs, environment={**describe(), "device": str(device),
+                                                    "precision": resolve_precision(spec.precision, device)}, model=model,
     )

@@ -120,7 +120,7 @@ ENVIRONMENT_FACTORS: dict[str, Callable[[TrialResult], object]] = {
     "machine": lambda r: " + ".join(str(v) for v in (r.environment.get("cpu"), r.environment.get("gpu")) if v),
     "threads": lambda r: r.environment.get("torch_threads"),
     "torch": lambda r: r.environment.get("torch"),
-    "precision": lambda r: r.spec.precision,
+    "precision": lambda r: r.environment.get("precision") or r.spec.precision,  # "auto" as it resolved
 }
 TIMED_METRICS = frozenset({"time_to_target"})  # metrics measured by the clock, which the environment moves
 # Factors two compared configurations must share as well; precision may differ between them (it can be the very

@@ -7,11 +7,12 @@ from __future__ import annotations
 import torch
 
 from ..core.clock import Stopwatch
+from ..core.hardware import keep_freed_memory
 from ..core.horizon import horizon
 from ..core.models import build_model, uses_channels_last
 from ..core.recipes import make_optimizer
 from ..core.spec import TrialSpec
-from ..core.trial import eval_batch_size, resolve_device
+from ..core.trial import autocast_for, eval_batch_size, resolve_device
 from ..data.datasets import Layout, layout
 
 
@@ -31,7 +32,7 @@ def _step_seconds(spec: TrialSpec, found: Layout, cache: dict) -> float:
         model, x = _model_and_input(spec, spec.batch_size, found, device)
         y = torch.randint(0, found.num_classes, (spec.batch_size,), device=device)
         opt = make_optimizer("sgd", model.parameters(), 0.01, {})
-        autocast = torch.autocast(device.type, dtype=torch.bfloat16, enabled=spec.precision == "bf16")
+        autocast = autocast_for(spec.precision, device)
         watch = Stopwatch(device)
         for i in range(4):  # the first step allocates: measure the three after it
             if i == 1:
@@ -55,7 +56,7 @@ def _eval_image_seconds(spec: TrialSpec, n_eval: int, found: Layout, cache: dict
     if key not in cache:
         model, x = _model_and_input(spec, batch, found, device)
         model.eval()
-        autocast = torch.autocast(device.type, dtype=torch.bfloat16, enabled=spec.precision == "bf16")
+        autocast = autocast_for(spec.precision, device)
         watch = Stopwatch(device)
         with torch.inference_mode(), autocast:
             for i in range(3):  # the first pass allocates: measure the two after it
@@ -70,6 +71,7 @@ def _eval_image_seconds(spec: TrialSpec, n_eval: int, found: Layout, cache: dict
 def estimate_seconds(specs: list[TrialSpec]) -> list[float]:
     """Training steps x measured step time, plus the evaluations the horizon expects x measured time of one
     pass over the evaluated split."""
+    keep_freed_memory()  # measure the allocator the trials will run with
     cache: dict = {}
     layouts = {name: layout(name) for name in {s.dataset for s in specs}}
     out = []
