@@ -63,7 +63,7 @@ def choose_budget(spec, budgets: list[int], val_size: int) -> None:
             accs.append(last.eval_accuracy)
             print(f"  {steps} steps seed {seed}: validation accuracy {last.eval_accuracy:.4f}", flush=True)
         acc, half = mean_ci95(accs)
-        print(f"{steps} steps: mean validation accuracy {acc:.2%} ± {100 * half:.2f} (95% CI), "
+        print(f"{steps} steps: mean validation accuracy {acc:.3%} ± {100 * half:.2f} (95% CI), "
               f"{sum(a >= spec.target for a in accs)}/{len(accs)} seeds at or above {spec.target:.0%}", flush=True)
         if chosen is None and acc >= spec.target:
             chosen = steps
