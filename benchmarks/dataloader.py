@@ -8,6 +8,9 @@
 Both train seed-simple with SGD (lr 0.01, momentum 0.9) in fp32 for the same number of steps; only the
 training steps are timed (no evaluation on either side). Rounds alternate (a) and (b) so drift on a shared
 machine hits both. Prints images/s for each, their ratio, and the share of the measured fp32 matmul peak.
+Both sides run with the allocator setting every trial makes (core.hardware.keep_freed_memory, set up front:
+it is process-wide), so the comparison is of the input pipelines alone; `benchmarks/allocator.py` measures
+the setting, and `benchmarks/mainjob.py` the notebook's code as a notebook runs it.
 
     python benchmarks/dataloader.py --steps 100 --rounds 3
 """
@@ -28,6 +31,7 @@ from mainjob import NotebookMNIST  # noqa: E402  the notebook's per-sample pipel
 from peak import matmul_peak  # noqa: E402
 
 from mnistbench import load, make_spec, run_trial  # noqa: E402
+from mnistbench.core.hardware import keep_freed_memory  # noqa: E402
 from mnistbench.data import fetch, read_pair  # noqa: E402
 from mnistbench.data.sources import find_in_folder  # noqa: E402
 from mnistbench.core.models import build_model, flops_per_image  # noqa: E402
@@ -69,6 +73,7 @@ def main() -> None:
     args = parser.parse_args()
     if args.threads:
         torch.set_num_threads(args.threads)
+    keep_freed_memory()  # for both sides from the first round on (run_trial would set it after round 1)
 
     paths = find_in_folder(fetch("mnist").folder)
     dataset = NotebookMNIST(*read_pair(paths["train-images-idx3-ubyte"], paths["train-labels-idx1-ubyte"]))

@@ -61,7 +61,8 @@ def choose_budget(spec, budgets: list[int], val_size: int) -> None:
             last = r.curve[-1]
             assert last.step == r.steps, "the last evaluation must be the end of training"
             accs.append(last.eval_accuracy)
-            print(f"  {steps} steps seed {seed}: validation accuracy {last.eval_accuracy:.4f}", flush=True)
+            print(f"  {steps} steps seed {seed}: validation accuracy {last.eval_accuracy:.4f} "
+                  f"({r.environment['precision']})", flush=True)
         acc, half = mean_ci95(accs)
         print(f"{steps} steps: mean validation accuracy {acc:.3%} ± {100 * half:.2f} (95% CI), "
               f"{sum(a >= spec.target for a in accs)}/{len(accs)} seeds at or above {spec.target:.0%}", flush=True)

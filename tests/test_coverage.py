@@ -66,6 +66,34 @@ def test_auto_precision_is_bf16_only_where_the_device_has_it(synthetic_name, dat
     assert (torch.bfloat16 in seen) == native
 
 
+@pytest.mark.parametrize("machine, flags, native", [
+    ("x86_64", {"_is_avx512_bf16_supported": True}, True),   # Cooper Lake, Zen 4
+    ("x86_64", {"_is_amx_tile_supported": True}, True),      # Sapphire Rapids
+    ("x86_64", {}, False),                                   # AVX2, or AVX-512 without BF16 (Skylake-Ice Lake)
+])
+def test_native_bf16_on_a_cpu_is_avx512_bf16_or_amx_not_any_avx512(monkeypatch, machine, flags, native):
+    from mnistbench.core import hardware
+
+    monkeypatch.setattr(hardware.platform, "machine", lambda: machine)
+    for check in ("_is_avx512_bf16_supported", "_is_amx_tile_supported"):
+        monkeypatch.setattr(torch.cpu, check, lambda value=flags.get(check, False): value, raising=False)
+    # oneDNN's own check says yes on any AVX-512 CPU: it must not decide on x86
+    monkeypatch.setattr(torch.ops.mkldnn, "_is_mkldnn_bf16_supported", lambda: True, raising=False)
+    assert hardware.native_bf16(torch.device("cpu")) is native
+    assert hardware.resolve_precision("auto", torch.device("cpu")) == ("bf16" if native else "fp32")
+    assert hardware.resolve_precision("fp32", torch.device("cpu")) == "fp32"
+
+
+@pytest.mark.parametrize("capability, native", [((7, 0), False), ((7, 5), False), ((8, 0), True), ((9, 0), True)])
+def test_native_bf16_on_a_gpu_needs_ampere_or_later(monkeypatch, capability, native):
+    """A V100 (7.0) or T4 (7.5) runs bf16 by emulation, though torch.cuda.is_bf16_supported() says yes."""
+    from mnistbench.core import hardware
+
+    monkeypatch.setattr(torch.cuda, "get_device_capability", lambda device=None: capability)
+    monkeypatch.setattr(torch.cuda, "is_bf16_supported", lambda *a, **k: True)
+    assert hardware.native_bf16(torch.device("cuda")) is native
+
+
 def test_bf16_trial_trains_and_evaluates(synthetic_name, data):
     result = run_trial(spec(synthetic_name, optimizer="adam", lr=3e-3, steps=10, eval_every=5,
                             precision="bf16", target=0.3), data)

@@ -165,8 +165,16 @@ print(kept, libc.mallinfo2().hblks - before)
 """
 
 
-@pytest.mark.skipif(not sys.platform.startswith("linux") or not hasattr(__import__("ctypes").CDLL("libc.so.6"),
-                    "mallinfo2"), reason="glibc 2.33+ only (mallinfo2)")
+def _has_mallinfo2() -> bool:
+    import ctypes
+
+    try:
+        return hasattr(ctypes.CDLL("libc.so.6"), "mallinfo2")
+    except OSError:  # musl, macOS, Windows
+        return False
+
+
+@pytest.mark.skipif(not sys.platform.startswith("linux") or not _has_mallinfo2(), reason="glibc 2.33+ only (mallinfo2)")
 def test_trials_keep_freed_memory_instead_of_mmapping_every_activation():
     """With the setting, a block larger than any mmap threshold comes from the heap (kept across steps), not
     from a fresh mmap that is page-faulted in and zero-filled at every step."""

@@ -263,3 +263,15 @@ def test_seconds_read_in_three_figures_and_never_in_exponent_notation():
 
     assert [seconds_text(x) for x in (0.0123, 4.134, 12.34, 1010.2, 37_570.0)] == [
         "0.0123 s", "4.13 s", "12.3 s", "1,010 s", "37,570 s"]
+
+
+def test_time_to_target_figure_names_each_target_when_workloads_differ(tmp_path):
+    """A study over workloads with targets of their own (mnist 97%, fashion-mnist 88%): the figure's title names
+    no single target and each row names its own; one target keeps "Time to 97%"."""
+    from mnistbench.report.plots import plot_time_to_target
+
+    mnist = [make_result(s, target=0.97) for s in range(2)]
+    fashion = [make_result(s, final=0.9, target=0.88, optimizer="adam", lr=0.001) for s in range(2)]
+    mixed = plot_time_to_target(summarize(mnist + fashion), tmp_path)
+    assert mixed.title == "Time to target"
+    assert plot_time_to_target(summarize(mnist), tmp_path / "one").title == "Time to 97%"

@@ -29,7 +29,8 @@ def test_the_budget_is_chosen_on_validation_and_tuning_seeds_only(speedrun, monk
     def fake_run(spec, data):  # accuracy rises with the budget: 8 steps reach 99%, 5 do not
         trials.append(spec)
         acc = 0.985 if spec.steps == 5 else 0.992
-        return SimpleNamespace(steps=spec.steps, curve=[SimpleNamespace(step=spec.steps, eval_accuracy=acc)])
+        return SimpleNamespace(steps=spec.steps, curve=[SimpleNamespace(step=spec.steps, eval_accuracy=acc)],
+                               environment={"precision": "fp32"})
 
     monkeypatch.setattr(speedrun, "run_trial", fake_run)
     recipe = dict(speedrun.load_experiment("speedrun").trials(1))["speedrun"]

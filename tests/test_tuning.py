@@ -18,6 +18,8 @@ from mnistbench.workloads import Dimension, Prune, choose_best, sample_points, s
 from mnistbench.workloads import protocol
 from mnistbench.workloads.tuning import tuning_trials, validation_score
 
+from .test_interop_models import cli  # noqa: F401 - a fixture: the CLI's entry point in this process
+
 TUNED = """name = "tuned"
 seeds = 3
 
@@ -264,6 +266,16 @@ def test_report_of_a_tuned_experiment_with_a_pruned_trial(tmp_path, monkeypatch)
     before_tuning, after_tuning = md.split("## Tuned techniques")
     assert "· tuned" in before_tuning and "· tuning " not in before_tuning
     assert "· tuning " not in after_tuning.split("## Comparisons")[-1].split("## Figures")[0]
+
+
+def test_cli_results_of_a_tuned_experiment_list_the_choices_not_the_search_points(tmp_path, monkeypatch, cli):
+    """`mnistbench results` of a tuned study shows what the search chose, rerun on held-out seeds, and says how
+    many search points it left to the report's tuning table (as the report does)."""
+    test_hopeless_trial_is_stopped_and_stored_as_pruned(tmp_path, monkeypatch)
+    out = cli("results", "tuned", "--results", tmp_path / "res")
+    assert out.returncode == 0, out.stderr
+    assert "sgd · tuned" in out.stdout and "· tuning" not in out.stdout
+    assert "5 search points" in out.stdout and "the search's choices rerun on held-out seeds" in out.stdout
 
 
 def test_with_several_tuning_seeds_the_mean_over_seeds_wins():

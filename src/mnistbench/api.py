@@ -100,6 +100,18 @@ class Results:
         return [_row(s) for s in self.summaries]
 
     @property
+    def reported(self) -> list[ConfigSummary]:
+        """The configurations compared: every one, or in a tuned study the search's choices rerun on held-out
+        seeds (the search points are the tuning table's; workloads.tuning.beyond_search)."""
+        from .workloads.tuning import beyond_search
+
+        return beyond_search(self.summaries, self.definition)
+
+    @property
+    def reported_rows(self) -> list[SummaryRow]:
+        return [_row(s) for s in self.reported]
+
+    @property
     def throughput(self) -> list[ThroughputRow]:
         """Inference per configuration and batch size: mean (and std) over the seeds' trained models."""
         groups: dict[tuple[str, int], list[InferenceResult]] = {}

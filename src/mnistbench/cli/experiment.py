@@ -21,15 +21,29 @@ def _fmt(mean, spread, scale=1.0, unit="", digits=2):
     return text if spread is None or math.isnan(spread) else f"{text} ± {spread * scale:.{digits}f}"
 
 
+def _time_header(targets: set[float]) -> str:
+    """"Time to 97%" over one target; "Time to target" when workloads bring targets of their own."""
+    from ..report.analysis import target_text
+
+    return f"Time to {target_text(next(iter(targets))) if len(targets) == 1 else 'target'}"
+
+
 def print_results(results) -> None:
-    target = results.summaries[0].spec.target if results.summaries else 0
+    reported = results.reported
+    probes = len(results.summaries) - len(reported)
+    time_header = _time_header({s.spec.target for s in reported})
     rows = [(r.configuration, r.optimizer, "✓" if r.batchnorm else "✗", r.schedule, r.batch_size,
              _fmt(r.accuracy_mean, r.accuracy_std, 100, "%"), _fmt(r.time_to_target_mean_s, r.time_to_target_std_s,
                                                                     unit=" s"),
-             _fmt(r.epochs_to_target_mean, None), f"{r.reached}/{r.n}", r.statuses) for r in results.rows]
-    title = f"{results.experiment}: mean ± std over seeds" + (" (PARTIAL: some trials missing)" if results.partial else "")
+             _fmt(r.epochs_to_target_mean, None), f"{r.reached}/{r.n}", r.statuses) for r in results.reported_rows]
+    title = (f"{results.experiment}: mean ± std over seeds" + (", the search's choices rerun on held-out seeds"
+                                                              if probes else "")
+             + (" (PARTIAL: some trials missing)" if results.partial else ""))
     console.print(table(title, ["Configuration", "Optimizer", "BatchNorm", "LR schedule", "Batch", "Test accuracy",
-                                f"Time to {target:.0%}", "Epochs to target", "Reached", "Status"], rows))
+                                time_header, "Epochs to target", "Reached", "Status"], rows))
+    if probes:
+        console.print(f"{probes} search points (one seed each, judged on the validation split) are left out: "
+                      f"`mnistbench report {results.experiment}` has them in its tuning table", highlight=False)
     print_provenance(results)
     if results.inference:
         console.print(table("inference (test set): mean ± std over the trained models",
@@ -43,8 +57,8 @@ def print_provenance(results) -> None:
     experiment no longer defines (kept apart from the table above)."""
     console.print(table("code and environment per configuration", ["Configuration", "Code revisions", "Environment"],
                         [(r.configuration, r.revisions, f"[yellow]{r.environment}[/yellow]" if r.environment
-                          else "one environment") for r in results.rows]))
-    if any(r.environment for r in results.rows):
+                          else "one environment") for r in results.reported_rows]))
+    if any(r.environment for r in results.reported_rows):
         console.print("mixed environment: times from different machines, thread counts, torch versions or "
                       "precisions; the report does not test them against each other unless --allow-mixed",
                       highlight=False)
@@ -197,10 +211,10 @@ def _results_across(experiment: str | None, results_dirs: list[Path], fmt: str, 
     if fmt != "table":
         typer.echo(api.rows_as(fmt, [asdict(r) for r in rows]))
         return
-    first = across.groups[0].results[0].spec.target if across.groups else 0
+    time_header = _time_header({g.results[0].spec.target for g in across.groups})
     console.print(table(f"{across.experiment} across {len(across.stores)} stores: mean ± std over seeds, one row "
                         "per configuration and environment",
-                        ["Configuration", "Environment", "From", "Seeds", "Test accuracy", f"Time to {first:.0%}",
+                        ["Configuration", "Environment", "From", "Seeds", "Test accuracy", time_header,
                          "Reached", "ms / step", "vs first"],
                         [(r.configuration, r.environment, r.stores, r.n, _fmt(r.accuracy_mean, r.accuracy_std, 100,
                                                                                 "%"),

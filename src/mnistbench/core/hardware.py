@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import ctypes
-import ctypes.util
 import os
 import platform
 import subprocess
@@ -107,8 +106,10 @@ def keep_freed_memory() -> bool:
     was a quarter of a SimpleCNN step's time in system calls, and most of why batch 512 trained slower per
     image than batch 128 (`benchmarks/allocator.py` measures it). Serving every block from the heap and
     never trimming it keeps the high-water mark of the process resident instead: a few hundred megabytes
-    for these models. Only the allocator's bookkeeping changes, never a number computed. Returns whether
-    the setting took (False off glibc: macOS, Windows and musl have their own allocators)."""
+    for these models. No number computed changes, only where memory comes from and that the process keeps
+    its peak. The setting holds for the rest of the process (a notebook's kernel included: glibc cannot put
+    its dynamic thresholds back). Returns whether it took (False off glibc: macOS, Windows and musl have
+    their own allocators)."""
     global _malloc_kept
     if _malloc_kept is None:
         _malloc_kept = _mallopt_keep()
@@ -119,7 +120,7 @@ def _mallopt_keep() -> bool:
     if not sys.platform.startswith("linux"):
         return False
     try:
-        mallopt = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6").mallopt
+        mallopt = ctypes.CDLL(None).mallopt  # the allocator this process actually runs (no ldconfig lookup)
     except (OSError, AttributeError):
         return False
     mallopt.argtypes, mallopt.restype = [ctypes.c_int, ctypes.c_int], ctypes.c_int
@@ -127,17 +128,23 @@ def _mallopt_keep() -> bool:
 
 
 def native_bf16(device: torch.device) -> bool:
-    """Whether `device` computes bf16 matmuls and convolutions in hardware: CUDA GPUs that support it, and CPUs
-    with AVX-512 BF16 or AMX (as oneDNN reports them). Elsewhere bf16 autocast is emulated and slower than fp32
-    (1.9x on the 2-core AMD EPYC, AVX2 only)."""
+    """Whether `device` computes bf16 matmuls and convolutions in hardware: CUDA GPUs of compute capability 8
+    or more (Ampere on), x86 CPUs with AVX-512 BF16 or AMX, and Arm CPUs where oneDNN has bf16 kernels.
+    Elsewhere bf16 autocast is emulated and slower than fp32 (1.9x on the 2-core AMD EPYC, AVX2 only).
+    Neither `torch.cuda.is_bf16_supported()` (true on a V100 or T4, by emulation) nor oneDNN's x86 bf16 check
+    (true on any AVX-512 CPU: Skylake to Ice Lake emulate it) answers this question."""
     if device.type == "cuda":
-        return torch.cuda.is_bf16_supported()
-    if device.type == "cpu":
-        try:
-            return bool(torch.ops.mkldnn._is_mkldnn_bf16_supported())
-        except (AttributeError, RuntimeError):
-            return False
-    return False
+        return torch.cuda.get_device_capability(device)[0] >= 8
+    if device.type != "cpu":
+        return False
+    if platform.machine().lower() in ("x86_64", "amd64", "i386", "i686"):
+        cpu = torch.cpu
+        return any(getattr(cpu, check, lambda: False)() for check in ("_is_avx512_bf16_supported",
+                                                                        "_is_amx_tile_supported"))
+    try:
+        return bool(torch.ops.mkldnn._is_mkldnn_bf16_supported())
+    except (AttributeError, RuntimeError):
+        return False
 
 
 def resolve_precision(asked: str, device: torch.device) -> str:

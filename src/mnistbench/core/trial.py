@@ -162,7 +162,8 @@ def run_trial(spec: TrialSpec, data: Data | None = None,
               progress: Callable[[Progress], None] | None = None) -> TrialResult:
     """Train one model as `spec` says and measure it. `data` may be passed to share one load.
     A spec's own thread count holds for this trial only (restored after, so it never leaks into the next trial
-    or a notebook); without one, the trial runs with the count its executor set."""
+    or a notebook); without one, the trial runs with the count its executor set. The allocator setting
+    (core.hardware.keep_freed_memory) is process-wide and stays."""
     with torch_threads(spec.threads) if spec.threads else contextlib.nullcontext():
         return _run_trial(spec, data, progress)
 

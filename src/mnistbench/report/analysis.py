@@ -114,18 +114,34 @@ METRICS: dict[str, Metric] = {
 }
 
 
+def _ran(r: TrialResult) -> bool:
+    """Whether the trial's environment is the one it trained in. A failed trial's, or a pruned search point's,
+    is written by the parent process, which never resolved its precision or set its allocator."""
+    return r.status not in ("failed", "pruned")
+
+
+def _precision(r: TrialResult) -> str | None:
+    if r.environment.get("precision"):
+        return r.environment["precision"]  # "auto" as it resolved on the machine
+    return None if r.spec.precision == "auto" else r.spec.precision  # None: not known, not told apart
+
+
 # What makes two trials' times incomparable. Each entry reads one factor off a trial; a group of trials that
 # takes more than one value of any of them comes from a "mixed environment".
 ENVIRONMENT_FACTORS: dict[str, Callable[[TrialResult], object]] = {
     "machine": lambda r: " + ".join(str(v) for v in (r.environment.get("cpu"), r.environment.get("gpu")) if v),
     "threads": lambda r: r.environment.get("torch_threads"),
     "torch": lambda r: r.environment.get("torch"),
-    "precision": lambda r: r.environment.get("precision") or r.spec.precision,  # "auto" as it resolved
+    "precision": _precision,
+    # glibc's default allocator against core.hardware.keep_freed_memory (1.2-1.7x per step apart); trials
+    # stored before the setting existed have no value and are not told apart
+    "allocator": lambda r: (("freed memory kept" if r.environment["malloc_kept"] else "glibc default")
+                            if _ran(r) and "malloc_kept" in r.environment else None),
 }
 TIMED_METRICS = frozenset({"time_to_target"})  # metrics measured by the clock, which the environment moves
 # Factors two compared configurations must share as well; precision may differ between them (it can be the very
 # technique compared), only not within one configuration.
-SHARED_FACTORS = ("machine", "threads", "torch")
+SHARED_FACTORS = ("machine", "threads", "torch", "allocator")
 
 # Whether time differences may be tested across mixed environments. A policy of a whole report or session
 # (set by `--allow-mixed`), not of one comparison, so it is held here rather than passed through every caller.

@@ -58,6 +58,16 @@ def _target_line(ax, target: float, color: str = "green") -> None:
     ax.axhline(target, color=color, linestyle="--", linewidth=1.2, label=f"Target {target_text(target)}")
 
 
+def _target_lines(ax, summaries: Sequence[ConfigSummary], color: str) -> None:
+    """One dashed line per distinct target (workloads bring targets of their own)."""
+    for target in sorted({s.spec.target for s in summaries}):
+        _target_line(ax, target, color)
+
+
+def _several_targets(summaries: Sequence[ConfigSummary]) -> bool:
+    return len({s.spec.target for s in summaries}) > 1
+
+
 def _acc_floor(summaries: Sequence[ConfigSummary]) -> float:
     # The notebook's 0.9-1.0 view, widened for easier datasets' lower targets (Fashion-MNIST).
     return min(0.9, math.floor(20 * (min(s.spec.target for s in summaries) - 0.05)) / 20)
@@ -134,7 +144,7 @@ def plot_accuracy_per_epoch(summaries: Sequence[ConfigSummary], out_dir: Path) -
     fig, (ax,) = _figure(11, 5.5)
     for s, color in zip(summaries, _colors(len(summaries))):
         _draw(ax, s, partial(epoch_series, attr="eval_accuracy"), color, "o")
-    _target_line(ax, summaries[0].spec.target, "black")
+    _target_lines(ax, summaries, "black")
     ax.set(xlabel="Epoch", ylabel="Test accuracy", title=title, ylim=(_acc_floor(summaries), 1.0))
     ax.legend(loc="lower right", fontsize="small")
     return _save(fig, out_dir, "accuracy_per_epoch", title, f"Mean over seeds; {BAND}.")
@@ -146,7 +156,7 @@ def plot_accuracy_vs_time(summaries: Sequence[ConfigSummary], out_dir: Path) -> 
     fig, (ax,) = _figure(11, 5.5)
     for s, color in zip(summaries, _colors(len(summaries))):
         _draw(ax, s, time_series, color)
-    _target_line(ax, summaries[0].spec.target, "black")
+    _target_lines(ax, summaries, "black")
     ax.set(xlabel="Timed training seconds (evaluation excluded)", ylabel="Evaluation accuracy", title=title,
            ylim=(_acc_floor(summaries), 1.0))
     ax.legend(loc="lower right", fontsize="small")
@@ -156,7 +166,8 @@ def plot_accuracy_vs_time(summaries: Sequence[ConfigSummary], out_dir: Path) -> 
 
 def plot_time_to_target(summaries: Sequence[ConfigSummary], out_dir: Path) -> FigurePaths:
     """Mean time to target per configuration with its 95% CI, every seed as a dot."""
-    title = f"Time to {target_text(summaries[0].spec.target)}"
+    several = _several_targets(summaries)  # then each row names its own target, and the title none
+    title = "Time to target" if several else f"Time to {target_text(summaries[0].spec.target)}"
     fig, (ax,) = _figure(11, 1.4 + 0.55 * len(summaries))
     ys = np.arange(len(summaries))
     longest = max((max(s.time_to_target.values) for s in summaries if s.time_to_target.n), default=1.0)
@@ -169,7 +180,7 @@ def plot_time_to_target(summaries: Sequence[ConfigSummary], out_dir: Path) -> Fi
         ax.plot(st.values, [y] * st.n, "o", color="black", markersize=3.5, alpha=0.8)
         ax.text(max(st.values + (st.mean + (st.ci95 or 0),)) + 0.01 * longest, y, f" {s.reached}/{s.n}",
                 va="center", fontsize="small")
-    ax.set_yticks(ys, [s.label for s in summaries])
+    ax.set_yticks(ys, [f"{s.label} (to {target_text(s.spec.target)})" if several else s.label for s in summaries])
     ax.set_ylim(len(summaries) - 0.5, -0.5)  # first configuration on top, no row touching an axis
     ax.set(xlabel="Timed training seconds", title=title, xlim=(0, longest * 1.15))
     caption = ("Bars: mean over the seeds that reached the target, with 95% CI; dots: single seeds; "

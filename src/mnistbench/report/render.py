@@ -219,19 +219,6 @@ def _embed(f: FigurePaths, out_dir: Path) -> EmbeddedFigure:
     return EmbeddedFigure(f.title, f.caption, f.png.relative_to(out_dir).as_posix(), uri)
 
 
-def _beyond_search(summaries: list[ConfigSummary], definition) -> list[ConfigSummary]:
-    """A tuned experiment's search points are single-seed probes judged on the validation split: they have the
-    tuning table and the sensitivity plots. The results table, the comparisons and the figures are about what the
-    search chose, rerun with the held-out seeds (comparing every probe with every other one would fill the report
-    with untestable single runs)."""
-    if definition is None or definition.tuning is None:
-        return summaries
-    from ..workloads.tuning import tuning_trials
-
-    search = {t.spec.config_key() for t in tuning_trials(definition)}
-    return [s for s in summaries if s.key not in search]
-
-
 def write_report(experiment: str, results: list[TrialResult], out_dir: Path, labels: dict[str, str] | None = None,
                  inference: Sequence[ThroughputRow] | None = None, partial: bool = False,
                  undefined: Sequence[ConfigSummary] = (), allow_mixed: bool = False, definition=None) -> ReportPaths:
@@ -244,7 +231,9 @@ def write_report(experiment: str, results: list[TrialResult], out_dir: Path, lab
                              "run the experiment first, or check that the store path is the one it wrote to")
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
-    summaries = _beyond_search(summarize(results, labels), definition)
+    from ..workloads.tuning import beyond_search
+
+    summaries = beyond_search(summarize(results, labels), definition)
     with mixed_environments_allowed(allow_mixed):
         qs, studies = questions(summaries), batch_studies(summaries)
     kept = holm_survivors(family(qs, studies))

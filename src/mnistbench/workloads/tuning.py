@@ -175,3 +175,19 @@ def should_prune(step: int, accuracy: float, earlier: Sequence[dict[int, float]]
     if len(at_step) < rule.min_trials:
         return False
     return accuracy < statistics.median(at_step) - rule.margin
+
+
+def search_keys(experiment: "Experiment | None") -> set[str]:
+    """The configuration keys of a tuned experiment's search points ({} for any other experiment)."""
+    if experiment is None or experiment.tuning is None:
+        return set()
+    return {t.spec.config_key() for t in tuning_trials(experiment)}
+
+
+def beyond_search(summaries: Sequence, experiment: "Experiment | None") -> list:
+    """What a tuned experiment reports: the configurations the search chose, rerun with the held-out seeds. The
+    search points are single-seed probes judged on the validation split; they belong in the tuning table and
+    the sensitivity plots, not among the results compared (every probe against every other one would be
+    untestable single runs). Any other experiment reports every configuration."""
+    search = search_keys(experiment)
+    return [s for s in summaries if s.key not in search]
