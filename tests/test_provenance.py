@@ -197,6 +197,19 @@ def test_auto_precision_that_resolved_differently_is_a_mixed_environment():
     assert environment_mix(runs[::2]) == {}
 
 
+def test_trials_with_and_without_the_allocator_setting_are_a_mixed_environment():
+    """A run resumed across the allocator change pools 1.2-1.7x different step times: marked. A failed trial's
+    environment (written by the parent process) and trials stored before the setting existed are not told apart."""
+    from mnistbench.report.analysis import environment_mix
+
+    kept = [make_result(s, environment={**ENV, "malloc_kept": True}) for s in range(2)]
+    default = make_result(2, environment={**ENV, "malloc_kept": False})
+    assert environment_mix([*kept, default]) == {"allocator": ["freed memory kept", "glibc default"]}
+    failed = make_result(3, time_to_target=None, status="failed", environment={**ENV, "malloc_kept": False})
+    older = make_result(4, environment=ENV)
+    assert environment_mix([*kept, failed, older]) == {}
+
+
 def _fabricated_store(folder: Path, results) -> Path:
     store = ResultStore(folder)
     for r in results:

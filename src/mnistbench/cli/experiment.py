@@ -222,7 +222,7 @@ def _results_across(experiment: str | None, results_dirs: list[Path], fmt: str, 
                           _fmt(r.ms_per_step, None, digits=1), _fmt(r.step_time_ratio, None, unit="x"))
                          for r in rows]))
     console.print("Trials of one configuration pool across stores only within one environment (machine, threads, "
-                  "torch); 'vs first' is ms per step against the configuration's first environment.",
+                  "torch, allocator); 'vs first' is ms per step against the configuration's first environment.",
                   highlight=False)
     if across.duplicates:
         console.print(f"{across.duplicates} trials found in more than one store were counted once", highlight=False)

@@ -18,15 +18,16 @@ from .analysis import ENVIRONMENT_FACTORS, SHARED_FACTORS, ConfigSummary, summar
 
 
 def environment_of(r: TrialResult) -> tuple:
-    """What a trial's time depends on besides its spec: (machine, threads, torch)."""
+    """What a trial's time depends on besides its spec: (machine, threads, torch, allocator)."""
     return tuple(ENVIRONMENT_FACTORS[name](r) for name in SHARED_FACTORS)
 
 
 def environment_text(env: tuple) -> str:
-    """'AMD EPYC · 2 threads · torch 2.13.0'."""
-    machine, threads, torch_version = env
+    """'AMD EPYC · 2 threads · torch 2.13.0' (· the allocator, when it is known)."""
+    machine, threads, torch_version, allocator = env
     return " · ".join(part for part in (machine or "unknown machine", f"{threads} threads" if threads else "",
-                                        f"torch {torch_version}" if torch_version else "") if part)
+                                        f"torch {torch_version}" if torch_version else "", allocator or "")
+                      if part)
 
 
 @dataclass
