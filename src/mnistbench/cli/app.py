@@ -92,7 +92,8 @@ def info(as_json: bool = typer.Option(False, "--json", help="Print JSON instead 
 
 
 @app.command("list")
-def list_registries(kind: Optional[str] = typer.Argument(None, help="datasets, models, optimizers, schedules, experiments")):
+def list_registries(kind: Optional[str] = typer.Argument(
+        None, help="datasets, models, optimizers, schedules, workloads, experiments")):
     """Show what can be named: datasets, models, optimizers, schedules, experiments."""
     from .listing import LISTINGS, show
 

@@ -59,8 +59,9 @@ def print_provenance(results) -> None:
                         [(r.configuration, r.revisions, f"[yellow]{r.environment}[/yellow]" if r.environment
                           else "one environment") for r in results.reported_rows]))
     if any(r.environment for r in results.reported_rows):
-        console.print("mixed environment: times from different machines, thread counts, torch versions or "
-                      "precisions; the report does not test them against each other unless --allow-mixed",
+        console.print("mixed environment: times from different machines, thread counts, torch versions, "
+                      "precisions or allocator settings; the report does not test them against each other unless "
+                      "--allow-mixed",
                       highlight=False)
     if results.undefined:
         console.print(table("stored but no longer defined (left out above)", ["Configuration", "Trials"],
@@ -235,7 +236,8 @@ def report(
     results_dir: Path = ResultsDir,
     out: Optional[Path] = typer.Option(None, help="output folder (default: RESULTS/EXPERIMENT-report)"),
     allow_mixed: bool = typer.Option(False, "--allow-mixed", help="test time differences even between trials "
-                                     "from different machines, thread counts, torch versions or precisions"),
+                                     "from different machines, thread counts, torch versions, precisions or "
+                                     "allocator settings"),
 ):
     """Write report.html (self-contained), report.md and the figures."""
     from ..api import write_report
