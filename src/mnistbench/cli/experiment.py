@@ -23,9 +23,9 @@ def _fmt(mean, spread, scale=1.0, unit="", digits=2):
 
 def _time_header(targets: set[float]) -> str:
     """"Time to 97%" over one target; "Time to target" when workloads bring targets of their own."""
-    from ..report.analysis import target_text
+    from ..report.analysis import targets_text
 
-    return f"Time to {target_text(next(iter(targets))) if len(targets) == 1 else 'target'}"
+    return f"Time to {targets_text(targets)}"
 
 
 def print_results(results) -> None:

@@ -40,6 +40,11 @@ def target_text(target: float) -> str:
     return f"{100 * target:g}%"
 
 
+def targets_text(targets: set[float]) -> str:
+    """"97%" for one target; "target" when workloads bring targets of their own ("Time to target")."""
+    return target_text(next(iter(targets))) if len(targets) == 1 else "target"
+
+
 @dataclass(frozen=True)
 class Stat:
     """A sample over seeds: mean, sample std and the half-width of the 95% Student-t interval."""

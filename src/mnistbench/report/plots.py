@@ -12,7 +12,7 @@ import numpy as np
 from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
 
-from .analysis import ConfigSummary, ThroughputRow, target_text
+from .analysis import ConfigSummary, ThroughputRow, target_text, targets_text
 from .questions import BatchStudy
 from ..core.result import TrialResult
 
@@ -62,10 +62,6 @@ def _target_lines(ax, summaries: Sequence[ConfigSummary], color: str) -> None:
     """One dashed line per distinct target (workloads bring targets of their own)."""
     for target in sorted({s.spec.target for s in summaries}):
         _target_line(ax, target, color)
-
-
-def _several_targets(summaries: Sequence[ConfigSummary]) -> bool:
-    return len({s.spec.target for s in summaries}) > 1
 
 
 def _acc_floor(summaries: Sequence[ConfigSummary]) -> float:
@@ -166,8 +162,9 @@ def plot_accuracy_vs_time(summaries: Sequence[ConfigSummary], out_dir: Path) -> 
 
 def plot_time_to_target(summaries: Sequence[ConfigSummary], out_dir: Path) -> FigurePaths:
     """Mean time to target per configuration with its 95% CI, every seed as a dot."""
-    several = _several_targets(summaries)  # then each row names its own target, and the title none
-    title = "Time to target" if several else f"Time to {target_text(summaries[0].spec.target)}"
+    targets = {s.spec.target for s in summaries}
+    several = len(targets) > 1  # then each row names its own target, and the title none
+    title = f"Time to {targets_text(targets)}"
     fig, (ax,) = _figure(11, 1.4 + 0.55 * len(summaries))
     ys = np.arange(len(summaries))
     longest = max((max(s.time_to_target.values) for s in summaries if s.time_to_target.n), default=1.0)

@@ -13,7 +13,8 @@ from jinja2 import Environment, FileSystemLoader
 
 from . import plots
 from .analysis import (METRICS, Comparison, ConfigSummary, ThroughputRow, describe_stat, mix_text,
-                       mixed_environments_allowed, p_text, seconds_text, summarize, target_text)
+                       mixed_environments_allowed, p_text, seconds_text, summarize, target_text,
+                       targets_text)
 from .questions import FACTORS, Question, batch_studies, conclusions, family, holm_survivors, questions
 from ..errors import ResultsMissing
 from .plots import FigurePaths
@@ -240,9 +241,7 @@ def write_report(experiment: str, results: list[TrialResult], out_dir: Path, lab
     made = _figures(summaries, qs, studies, list(inference or []), out_dir / "figures")
     tuning = tuning_section(definition, results, out_dir / "figures")
     made += tuning.figures if tuning else []
-    targets = {s.spec.target for s in summaries} or {results[0].spec.target}
-    # one target names the column ("Time to 97%"); workloads with targets of their own share "Time to target"
-    target = target_text(targets.pop()) if len(targets) == 1 else "target"
+    target = targets_text({s.spec.target for s in summaries} or {results[0].spec.target})
     context = {
         "experiment": experiment, "partial": partial, "target": target,
         "generated": datetime.now(timezone.utc).strftime("%Y-%m-%d %H:%M UTC"),
