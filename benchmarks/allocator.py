@@ -4,7 +4,7 @@ be undone), rounds alternating the order. Prints images per second, the ratio, a
 that the default's page faults cost (getrusage), per model and batch size.
 
     python benchmarks/allocator.py                      # seed-simple and seed-bn, batches 128 and 512
-    python benchmarks/allocator.py --models speedrun --batches 384 --rounds 5
+    python benchmarks/allocator.py --models speedrun --batches 256 --rounds 5
 """
 
 from __future__ import annotations

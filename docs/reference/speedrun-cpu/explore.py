@@ -1,6 +1,11 @@
-"""How the speedrun recipe was chosen: candidate models and recipes trained on a 10,000-image validation split with the tuning seeds only (never the test set). Run from the project root: python docs/reference/speedrun-cpu/explore.py --cands w24 --budgets 200 --seeds 10 --set batch_size=256 --set lr=0.015"""
-import argparse, statistics, sys, time
-import torch
+"""How the speedrun recipe was chosen: candidate models and recipes trained on a 10,000-image validation split
+of the training set with the tuning seeds only (never the test set, never a reported seed). Each line of
+explore.log is one candidate: mean validation accuracy over the seeds, and the mean wall time of a run.
+
+    python docs/reference/speedrun-cpu/explore.py --cands w24 --budgets 200 --seeds 10 --set batch_size=256 --set lr=0.015
+"""
+import argparse, statistics
+
 from torch import nn
 from mnistbench import load, run_trial
 from mnistbench.core.models import MODELS, ModelEntry, flops_per_image, build_model
