@@ -55,9 +55,14 @@ p.add_argument("--set", action="append", default=[])
 a = p.parse_args()
 base = dict(load_experiment("speedrun").trials(1))["speedrun"]
 over = {}
-for kv in a.set:
-    k, v = kv.split("=")
-    over[k] = type(getattr(base, k))(v) if getattr(base, k) is not None else int(v)
+for kv in a.set:  # key=value, nested as schedule_args.warmup_fraction=0.1, lists as optimizer_args.betas=0.8,0.95
+    key, value = kv.split("=")
+    parsed = [float(v) for v in value.split(",")] if "," in value else float(value)
+    if "." in key:
+        outer, inner = key.split(".")
+        over[outer] = {**(over.get(outer) or getattr(base, outer)), inner: parsed}
+    else:
+        over[key] = type(getattr(base, key))(parsed) if getattr(base, key) is not None else int(parsed)
 data = load("mnist", val_size=10_000)
 run_trial(base.model_copy(update={"seed": 10_000, "eval_on": "val", "val_size": 10_000}), data)  # warm
 for c in a.cands.split(","):
