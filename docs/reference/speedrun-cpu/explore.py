@@ -11,41 +11,24 @@ from mnistbench import load, run_trial
 from mnistbench.core.models import MODELS, ModelEntry, flops_per_image, build_model
 from mnistbench.run.experiments import load_experiment
 
-def s2():
-    return nn.Sequential(nn.Conv2d(1, 16, 5, stride=2), nn.ReLU(),               # 12
-                         nn.Conv2d(16, 32, 3, stride=2, padding=1), nn.ReLU(),   # 6
-                         nn.Flatten(), nn.Linear(32 * 36, 128), nn.ReLU(), nn.Linear(128, 10))
-def poolearly():
-    return nn.Sequential(nn.Conv2d(1, 16, 5, stride=2), nn.MaxPool2d(2), nn.ReLU(),   # 12 -> 6
-                         nn.Conv2d(16, 32, 3, padding=1), nn.MaxPool2d(2), nn.ReLU(),  # 6 -> 3
-                         nn.Flatten(), nn.Linear(32 * 9, 128), nn.ReLU(), nn.Linear(128, 10))
-def w24():
-    return nn.Sequential(nn.Conv2d(1, 16, 5, stride=2), nn.ReLU(),
-                         nn.Conv2d(16, 24, 3), nn.MaxPool2d(2), nn.ReLU(),
-                         nn.Flatten(), nn.Linear(24 * 25, 128), nn.ReLU(), nn.Linear(128, 10))
-def h64():
-    return nn.Sequential(nn.Conv2d(1, 16, 5, stride=2), nn.ReLU(),
-                         nn.Conv2d(16, 32, 3), nn.MaxPool2d(2), nn.ReLU(),
-                         nn.Flatten(), nn.Linear(32 * 25, 64), nn.ReLU(), nn.Linear(64, 10))
-def s2w48():
-    return nn.Sequential(nn.Conv2d(1, 16, 5, stride=2), nn.ReLU(),
-                         nn.Conv2d(16, 48, 3, stride=2, padding=1), nn.ReLU(),
-                         nn.Flatten(), nn.Linear(48 * 36, 128), nn.ReLU(), nn.Linear(128, 10))
-def c1w8():
-    return nn.Sequential(nn.Conv2d(1, 12, 5, stride=2), nn.ReLU(),
-                         nn.Conv2d(12, 32, 3), nn.MaxPool2d(2), nn.ReLU(),
-                         nn.Flatten(), nn.Linear(32 * 25, 128), nn.ReLU(), nn.Linear(128, 10))
-def c12w24():
-    return nn.Sequential(nn.Conv2d(1, 12, 5, stride=2), nn.ReLU(),
-                         nn.Conv2d(12, 24, 3), nn.MaxPool2d(2), nn.ReLU(),
-                         nn.Flatten(), nn.Linear(24 * 25, 128), nn.ReLU(), nn.Linear(128, 10))
-def w20():
-    return nn.Sequential(nn.Conv2d(1, 16, 5, stride=2), nn.ReLU(),
-                         nn.Conv2d(16, 20, 3), nn.MaxPool2d(2), nn.ReLU(),
-                         nn.Flatten(), nn.Linear(20 * 25, 128), nn.ReLU(), nn.Linear(128, 10))
-CANDS = {"c12w24": c12w24, "w20": w20, "s2": s2, "poolearly": poolearly, "w24": w24, "h64": h64, "s2w48": s2w48, "c1w12": c1w8}
-for k, f in CANDS.items():
-    MODELS.add("x-" + k, ModelEntry(f, k, "x-" + k))
+def candidate(c1=16, c2=32, hidden=128, stride2=False, pool_early=False):
+    """The speedrun model's shape with one thing changed: widths, a stride-2 second conv (no pool), or pooling
+    the first conv's 12x12 map before the second conv (padded) and after it."""
+    if stride2:
+        second, side = [nn.Conv2d(c1, c2, 3, stride=2, padding=1), nn.ReLU()], 6           # 12 -> 6
+    elif pool_early:
+        second, side = [nn.Conv2d(c1, c2, 3, padding=1), nn.MaxPool2d(2), nn.ReLU()], 3    # 6 -> 3
+    else:
+        second, side = [nn.Conv2d(c1, c2, 3), nn.MaxPool2d(2), nn.ReLU()], 5               # 12 -> 10 -> 5
+    first = [nn.Conv2d(1, c1, 5, stride=2)] + ([nn.MaxPool2d(2)] if pool_early else []) + [nn.ReLU()]
+    return nn.Sequential(*first, *second, nn.Flatten(), nn.Linear(c2 * side * side, hidden), nn.ReLU(),
+                         nn.Linear(hidden, 10))
+
+
+CANDS = {"c12w24": dict(c1=12, c2=24), "w20": dict(c2=20), "s2": dict(stride2=True), "poolearly": dict(pool_early=True),
+         "w24": dict(c2=24), "h64": dict(hidden=64), "s2w48": dict(c2=48, stride2=True), "c1w12": dict(c1=12)}
+for k, kwargs in CANDS.items():
+    MODELS.add("x-" + k, ModelEntry(lambda kwargs=kwargs: candidate(**kwargs), k, "x-" + k))
 
 p = argparse.ArgumentParser()
 p.add_argument("--cands", default="speedrun")

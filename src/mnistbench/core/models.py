@@ -81,7 +81,7 @@ def speedrun_cnn() -> nn.Module:
     CPU; label smoothing in the recipe buys back the ~0.1 point this costs. The second conv has 24 channels:
     on the tuning seeds' validation split it matched 32 channels' accuracy at 150 steps with 23% fewer FLOPs
     per image (conv backward is half of a step), where narrower convs (20) or a smaller hidden layer (64) lost
-    0.1 point and a stride-2 second conv or earlier pooling 0.2 (benchmarks/speedrun.py --choose, AMD EPYC)."""
+    0.1 point, a stride-2 second conv 0.2 and earlier pooling 0.4 (docs/reference/speedrun-cpu/explore.py)."""
     return nn.Sequential(
         nn.Conv2d(1, 16, 5, stride=2), nn.ReLU(),                    # 28 -> 12
         nn.Conv2d(16, 24, 3), nn.MaxPool2d(2), nn.ReLU(),            # 12 -> 10 -> 5
