@@ -26,6 +26,9 @@ from mnistbench.run.store import ResultStore
 from tests.test_report import ENV, make_result
 
 REFERENCE = Path(__file__).resolve().parents[1] / "docs" / "reference"
+# Stores written before schema 5, kept as they were committed: the CPU reference store of the first wave (two
+# revisions, one dirty) and the H200 store (no revision), which is still the reference there.
+FIRST_LAYOUT = {"seed-cpu": Path(__file__).parent / "stores" / "seed-cpu-first-layout", "seed-h200": REFERENCE / "seed-h200"}
 
 EXPERIMENT = """name = "{name}"
 seeds = 1
@@ -248,7 +251,7 @@ def test_every_trial_stores_package_version_git_revision_and_dirty_flag(ran):
 
 @pytest.mark.parametrize("name", ["seed-cpu", "seed-h200"])
 def test_stores_of_the_first_layout_open_with_their_trials_and_revisions(name, tmp_path):
-    original = REFERENCE / name / "results.sqlite"
+    original = FIRST_LAYOUT[name] / "results.sqlite"
     before = original.read_bytes()
     read = api.load_results("seed", original.parent)  # read-only: migrated in memory, the file untouched
     # All 24 trials read back. They ran NCHW with evaluation batches of 2,000, which today's `seed` leaves to the
@@ -263,6 +266,19 @@ def test_stores_of_the_first_layout_open_with_their_trials_and_revisions(name, t
     migrated = api.load_results("seed", tmp_path)
     revisions = {r for s in [*migrated.summaries, *migrated.undefined] for r in s.revisions}
     assert revisions == ({"6152a2c6db84", "5750aec13ed7+dirty"} if name == "seed-cpu" else {"unknown"})
+
+
+def test_the_cpu_reference_store_is_one_clean_revision_of_todays_seed_on_one_environment():
+    # What the README's CPU column claims: 24 trials of today's `seed` (none set apart as no longer defined), each
+    # from the same clean revision, machine, thread count, torch, precision and allocator, so no time comparison
+    # mixes environments.
+    res = api.load_results("seed", REFERENCE / "seed-cpu")
+    assert sum(s.n for s in res.summaries) == 24 and not res.undefined and not res.missing
+    assert {r for s in res.summaries for r in s.revisions} == {"e939f6fc3247"}
+    assert not any(s.environment_mix for s in res.summaries)
+    first = res.summaries[0].results[0].environment
+    assert all(r.environment["torch_threads"] == 2 and r.environment["cpu"] == first["cpu"]
+               for s in res.summaries for r in s.results)
 
 
 # 5. Attempts: a rerun adds, never replaces; results follow the experiment's current definition.
@@ -337,7 +353,7 @@ def test_a_direct_run_trial_gives_back_the_callers_threads(synthetic_name):
 
 
 def test_the_seeds_a_run_asked_for_are_a_column_not_a_key_in_the_definition(tmp_path):
-    shutil.copy(REFERENCE / "seed-cpu" / "results.sqlite", tmp_path / "results.sqlite")
+    shutil.copy(FIRST_LAYOUT["seed-cpu"] / "results.sqlite", tmp_path / "results.sqlite")
     ResultStore(tmp_path).close()  # migrated: the seeds move out of the stored definition
     [(definition, seeds)] = rows(tmp_path, "SELECT definition, seeds FROM experiments WHERE name = 'seed'")
     assert seeds == 3 and "seeds_requested" not in json.loads(definition)
