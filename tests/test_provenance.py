@@ -28,7 +28,8 @@ from tests.test_report import ENV, make_result
 REFERENCE = Path(__file__).resolve().parents[1] / "docs" / "reference"
 # Stores written before schema 5, kept as they were committed: the CPU reference store of the first wave (two
 # revisions, one dirty) and the H200 store (no revision), which is still the reference there.
-FIRST_LAYOUT = {"seed-cpu": Path(__file__).parent / "stores" / "seed-cpu-first-layout", "seed-h200": REFERENCE / "seed-h200"}
+FIRST_LAYOUT = {"seed-cpu": Path(__file__).parent / "stores" / "seed-cpu-first-layout",
+                "seed-h200": REFERENCE / "seed-h200"}
 
 EXPERIMENT = """name = "{name}"
 seeds = 1
@@ -269,9 +270,9 @@ def test_stores_of_the_first_layout_open_with_their_trials_and_revisions(name, t
 
 
 def test_the_cpu_reference_store_is_one_clean_revision_of_todays_seed_on_one_environment():
-    # What the README's CPU column claims: 24 trials of today's `seed` (none set apart as no longer defined), each
-    # from the same clean revision, machine, thread count, torch, precision and allocator, so no time comparison
-    # mixes environments.
+    # What the README's CPU column claims: 24 trials of today's `seed` (none set apart as no longer defined), all
+    # from one clean revision; no configuration mixes environments (machine, threads, torch, precision, allocator),
+    # and every configuration ran on the same machine with 2 threads, so comparisons between them hold too.
     res = api.load_results("seed", REFERENCE / "seed-cpu")
     assert sum(s.n for s in res.summaries) == 24 and not res.undefined and not res.missing
     assert {r for s in res.summaries for r in s.revisions} == {"e939f6fc3247"}
