@@ -11,22 +11,38 @@ from mnistbench import load, run_trial
 from mnistbench.core.models import MODELS, ModelEntry, flops_per_image, build_model
 from mnistbench.run.experiments import load_experiment
 
-def candidate(c1=16, c2=32, hidden=128, stride2=False, pool_early=False):
-    """The speedrun model's shape with one thing changed: widths, a stride-2 second conv (no pool), or pooling
-    the first conv's 12x12 map before the second conv (padded) and after it."""
+class Crop(nn.Module):
+    def __init__(self, border):
+        super().__init__()
+        self.border = border
+
+    def forward(self, x):
+        b = self.border
+        return x[..., b:x.shape[-2] - b, b:x.shape[-1] - b]
+
+
+def candidate(c1=16, c2=32, hidden=128, stride2=False, pool_early=False, crop=0, bias=True):
+    """The speedrun model's shape with one thing changed: widths, a stride-2 second conv (no pool), pooling
+    the first conv's 12x12 map before the second conv (padded) and after it, or cropping the image's border, or
+    convolutions without biases."""
     if stride2:
         second, side = [nn.Conv2d(c1, c2, 3, stride=2, padding=1), nn.ReLU()], 6           # 12 -> 6
     elif pool_early:
         second, side = [nn.Conv2d(c1, c2, 3, padding=1), nn.MaxPool2d(2), nn.ReLU()], 3    # 6 -> 3
     else:
-        second, side = [nn.Conv2d(c1, c2, 3), nn.MaxPool2d(2), nn.ReLU()], 5               # 12 -> 10 -> 5
-    first = [nn.Conv2d(1, c1, 5, stride=2)] + ([nn.MaxPool2d(2)] if pool_early else []) + [nn.ReLU()]
+        second, side = [nn.Conv2d(c1, c2, 3, bias=bias), nn.MaxPool2d(2), nn.ReLU()], 5    # 12 -> 10 -> 5
+    if crop:
+        side = ((28 - 2 * crop - 5) // 2 + 1 - 2) // 2  # 24 -> 10 -> 8 -> 4
+    first = ([Crop(crop)] if crop else []) + [nn.Conv2d(1, c1, 5, stride=2, bias=bias)]
+    first += ([nn.MaxPool2d(2)] if pool_early else []) + [nn.ReLU()]
     return nn.Sequential(*first, *second, nn.Flatten(), nn.Linear(c2 * side * side, hidden), nn.ReLU(),
                          nn.Linear(hidden, 10))
 
 
 CANDS = {"c12w24": dict(c1=12, c2=24), "w20": dict(c2=20), "s2": dict(stride2=True), "poolearly": dict(pool_early=True),
-         "w24": dict(c2=24), "h64": dict(hidden=64), "s2w48": dict(c2=48, stride2=True), "c1w12": dict(c1=12)}
+         "w24": dict(c2=24), "h64": dict(hidden=64), "s2w48": dict(c2=48, stride2=True), "c1w12": dict(c1=12),
+         "crop2": dict(c2=24, crop=2), "crop2w32": dict(c2=32, crop=2),
+         "nobias": dict(c2=24, bias=False)}
 for k, kwargs in CANDS.items():
     MODELS.add("x-" + k, ModelEntry(lambda kwargs=kwargs: candidate(**kwargs), k, "x-" + k))
 
