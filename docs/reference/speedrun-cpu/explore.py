@@ -12,6 +12,8 @@ from mnistbench.core.models import MODELS, ModelEntry, flops_per_image, build_mo
 from mnistbench.run.experiments import load_experiment
 
 class Crop(nn.Module):
+    """Drops `border` pixels on each side, inside the model (so evaluation and export see it too, on the clock)."""
+
     def __init__(self, border):
         super().__init__()
         self.border = border
