@@ -26,11 +26,12 @@ class Crop(nn.Module):
 def candidate(c1=16, c2=32, hidden=128, stride2=False, pool_early=False, crop=0, bias=True):
     """The speedrun model's shape with one thing changed: widths, a stride-2 second conv (no pool), pooling
     the first conv's 12x12 map before the second conv (padded) and after it, or cropping the image's border, or
-    convolutions without biases."""
+    convolutions without biases. The second conv is built first, so a candidate's weights for a seed differ
+    from the built-in model's: compare means over seeds, not seed by seed."""
     if stride2:
-        second, side = [nn.Conv2d(c1, c2, 3, stride=2, padding=1), nn.ReLU()], 6           # 12 -> 6
+        second, side = [nn.Conv2d(c1, c2, 3, stride=2, padding=1, bias=bias), nn.ReLU()], 6    # 12 -> 6
     elif pool_early:
-        second, side = [nn.Conv2d(c1, c2, 3, padding=1), nn.MaxPool2d(2), nn.ReLU()], 3    # 6 -> 3
+        second, side = [nn.Conv2d(c1, c2, 3, padding=1, bias=bias), nn.MaxPool2d(2), nn.ReLU()], 3    # 6 -> 3
     else:
         second, side = [nn.Conv2d(c1, c2, 3, bias=bias), nn.MaxPool2d(2), nn.ReLU()], 5    # 12 -> 10 -> 5
     if crop:
