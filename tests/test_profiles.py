@@ -53,3 +53,44 @@ def test_median_time_counts_a_missed_target_as_infinitely_slow():
     runs[0].time_to_target_s = None
     assert median_time(runs) == INF  # two of three seeds missed
     assert median_time([]) == INF
+
+
+def _reference_configs():
+    from pathlib import Path
+
+    from mnistbench.api import load_results
+    from mnistbench.report.profiles import tuned_configs
+
+    store = Path(__file__).parent.parent / "docs" / "reference" / "optimizers-cpu"
+    res = load_results("optimizers", store)
+    return tuned_configs(res.definition, res.trials), res
+
+
+def test_profile_band_holds_the_profile_and_shows_what_the_seeds_leave_open():
+    """On the committed `optimizers` store, Adam's and SGD + Nesterov's mnist times overlap (3.28-5.50 s against
+    2.79-6.49 s): Adam's lead at tau = 1 is not decided by five seeds, and the band must say so."""
+    from mnistbench.report.profiles import TAUS, _times, profile_band
+
+    configs, _ = _reference_configs()
+    profile = performance_profile(_times(configs, lambda c: c.reruns))
+    band = profile_band(configs, resamples=200)
+    for technique, rho in profile.items():
+        low, high = band[technique]
+        assert all(lo - 1e-9 <= r <= hi + 1e-9 for lo, r, hi in zip(low, rho, high)), technique
+    first = list(TAUS).index(1.0)
+    assert profile["Adam"][first] == 1.0 and band["Adam"][0][first] < 1.0  # fastest on both, but not surely
+
+
+def test_no_profile_across_mixed_environments(tmp_path):
+    from mnistbench.report.analysis import mixed_environments_allowed
+    from mnistbench.report.profiles import tuning_section
+
+    configs, res = _reference_configs()
+    trials = list(res.trials)
+    moved = next(r for c in configs for r in c.reruns)
+    moved.environment = {**moved.environment, "torch_threads": 1}  # one rerun with another thread count
+    section = tuning_section(res.definition, trials, tmp_path)
+    assert "No performance profile" in section.method and "threads" in section.method
+    assert not any(f.name == "performance-profile" for f in section.figures)
+    with mixed_environments_allowed():
+        assert any(f.name == "performance-profile" for f in tuning_section(res.definition, trials, tmp_path).figures)

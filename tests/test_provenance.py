@@ -19,7 +19,8 @@ import mnistbench
 from mnistbench import api
 from mnistbench.core import hardware
 from mnistbench.core.spec import TrialSpec
-from mnistbench.report.analysis import compare, mixed_environments_allowed
+from mnistbench.report.analysis import mixed_environments_allowed
+from mnistbench.report.comparison import compare
 from mnistbench.run.executors import RayCluster
 from mnistbench.run.jobs import Job
 from mnistbench.run.store import ResultStore

@@ -9,10 +9,14 @@ import subprocess
 from pathlib import Path
 
 import pytest
+from scipy import stats
 
-from mnistbench.report.analysis import ThroughputRow, compare, holm, summarize
+from mnistbench.report.analysis import ThroughputRow, summarize
+from mnistbench.report.comparison import compare
+from mnistbench.report.decisions import conclusions, decide
+from mnistbench.report.significance import holm
 from mnistbench.api import Results
-from mnistbench.report.questions import batch_studies, conclusions, questions
+from mnistbench.report.questions import batch_studies, questions
 from mnistbench.errors import ResultsMissing
 from mnistbench.core.inference import InferenceResult
 from mnistbench.report.render import write_report
@@ -106,17 +110,20 @@ def test_sentence_follows_the_data():
     fast = group([4.0, 4.2, 3.9, 4.1, 4.3], [0.99] * 5, **ADAM)
     slow = group([9.8, 9.5, 10.1, 9.9, 9.6], [0.985] * 5, **SGD)
     c = compare(fast, slow, "time_to_target", "Adam", "SGD")
-    assert c.significant
-    assert c.sentence == ("Adam reached 97% faster than SGD: 4.10 s ± 0.16 (5 of 5 seeds reached it) against "
-                          "9.78 s ± 0.24 (5 of 5) (Mann-Whitney, a seed that missed the target ranked slowest; "
-                          "n = 5 each, p = 0.0079).")  # 2 of the 252 splits of 10 ranks are this extreme
+    assert c.significant and c.test == "Welch's t on log times"
+    # The effect leads: the ratio of geometric means and its interval, from an independent computation.
+    logs = [math.log(t) for t in (4.0, 4.2, 3.9, 4.1, 4.3)], [math.log(t) for t in (9.8, 9.5, 10.1, 9.9, 9.6)]
+    ratio = math.exp(sum(logs[1]) / 5 - sum(logs[0]) / 5)
+    high, low = (math.exp(-x) for x in stats.ttest_ind(*logs, equal_var=False).confidence_interval())
+    assert c.sentence == (f"Adam reached 97% {ratio:.2f}x sooner than SGD (95% CI {low:.2f}x–{high:.2f}x; "
+                          "4.10 s ± 0.16, IQM 4.10 s against 9.78 s ± 0.24, IQM 9.77 s; n = 5 each; every Adam "
+                          "seed sooner than every SGD seed; Welch's t on log times, p < 0.001).")
     assert c.difference < 0 and c.hedges_g < 0 and abs(c.hedges_g) < abs(c.cohens_d)
     flipped = compare(group([9.8, 9.5, 10.1], [0.99] * 3, **ADAM), group([4.0, 4.2, 3.9], [0.99] * 3, **SGD),
                       "time_to_target", "Adam", "SGD")
-    assert flipped.p == pytest.approx(0.1) and flipped.sentence.startswith("No difference in time to 97%")
-    flipped = compare(group([9.8, 9.5, 10.1, 9.7], [0.99] * 4, **ADAM), group([4.0, 4.2, 3.9, 4.1], [0.99] * 4, **SGD),
-                      "time_to_target", "Adam", "SGD")
-    assert flipped.significant and flipped.sentence.startswith("SGD reached 97% faster than Adam")
+    # Three seeds a side: the rank test could not go below p = 0.1; Welch on log times can.
+    assert flipped.significant and flipped.sentence.startswith("SGD reached 97% 2.4")
+    assert "x sooner than Adam" in flipped.sentence
 
 
 def test_equal_distributions_and_too_few_runs():
@@ -124,13 +131,14 @@ def test_equal_distributions_and_too_few_runs():
     b = group([5, 5, 5], [0.991, 0.989, 0.990], **SGD)
     same = compare(a, b, "accuracy", "A", "B")
     assert not same.significant
-    assert same.sentence.startswith("No difference in final test accuracy was detected between A (99.00% ± 0.10")
+    assert same.sentence.startswith("A and B ended level in final test accuracy (95% CI −0.23 to +0.23")
+    assert same.effect.contains(0.0) and same.improvement.estimate == 0.5
     single = compare(a[:1], b[:1], "accuracy", "A", "B")
     assert single.p is None and single.sentence.startswith("A single run each: no test possible")
     never = compare(a, group([None, None], [0.96, 0.96], **SGD), "time_to_target", "A", "B")
     # A seed that never reached the target is slower than any that did: testable, not dropped.
     assert never.p == pytest.approx(0.2)  # 2 of the 10 splits of 5 ranks put both misses in B
-    assert "B (none of 2 seeds reached it)" in never.sentence
+    assert never.test == "Mann-Whitney rank test" and "against none of 2 seeds reached it" in never.sentence
 
 
 def test_holm_keeps_only_what_survives_the_family():
@@ -146,18 +154,20 @@ def test_conclusions_do_not_claim_what_fails_the_correction(tmp_path):
     (q,) = questions(summarize(sgd + adam))
     time, accuracy = q.comparisons
     assert accuracy.significant and 0.025 < accuracy.p < 0.05 and not time.significant
-    first, second = conclusions([q], [])
-    assert first == "No comparison stays significant after Holm's correction for the 2 tests in this report."
-    assert second.startswith("Significant alone but not after Holm's correction")
-    assert "final test accuracy (p = 0.042)" in second
+    first, second, undecided, procedure = conclusions([q], [], decide([q]))
+    assert undecided.startswith("Undecided, with the seeds a side") and "time to 97%" in undecided
+    assert first.startswith("Nothing is claimed")
+    assert second.startswith("Indication, not claimed (p = 0.042 alone, not kept by Holm's correction over the "
+                             "family's 2 tests)")
+    assert procedure.startswith("Family-wise error at 5%: Holm's correction over the 2 tests")
     md = write_report("x", sgd + adam, tmp_path).markdown.read_text()
-    assert "- *significant alone:* " in md and "*significant:*" not in md  # the badge agrees with the claim
+    assert "- *indication:* " in md and "*claimed:*" not in md  # the badge agrees with the claim
     # With a clear time gap as well (5 seeds a side), its p passes at 0.05/2 and lets the accuracy through.
     sgd = group([4.0, 4.4, 4.8, 4.2, 4.6], [0.990, 0.991, 0.992, 0.990, 0.991], model="seed-simple", **SGD)
     adam = group([5.0, 5.4, 5.8, 5.2, 5.6], [0.986, 0.988, 0.989, 0.987, 0.988], model="seed-simple", **ADAM)
     (q,) = questions(summarize(sgd + adam))
     assert [c.p < 0.05 for c in q.comparisons] == [True, True]
-    assert [c.sentence for c in q.comparisons] == conclusions([q], [])
+    assert conclusions([q], [], decide([q]))[:2] == [f"Claimed: {c.sentence}" for c in q.comparisons]
 
 
 def notebook_results() -> list[TrialResult]:
@@ -187,9 +197,9 @@ def test_notebook_questions_are_found():
     assert [s.spec.batch_size for s in study.rows] == [64, 256, 512]
     assert study.sentence.startswith("Batch size 256 reached 97% fastest")
     assert study.comparison.exploratory  # the two best sizes were picked after seeing the results
-    said = conclusions(qs, [study])
-    assert any("ended with a higher final test accuracy than" in c for c in said)
-    assert study.comparison.sentence not in said and "exploratory" in said[-1]
+    said = conclusions(qs, [study], decide(qs, [study]))
+    assert any("points above seed-simple · SGD lr 0.01 · batch 128 in final test accuracy" in c for c in said)
+    assert not any(study.comparison.sentence in s for s in said) and "exploratory" in said[-1]
 
 
 @pytest.fixture(scope="module")
@@ -202,11 +212,11 @@ def report(tmp_path_factory):
 def test_report_files_and_contents(report):
     html = report.html.read_text()
     md = report.markdown.read_text()
-    assert all(p.exists() for p in report.figures) and len(report.figures) == 12  # 6 figures x PNG, SVG
+    assert all(p.exists() for p in report.figures) and len(report.figures) == 14  # 7 figures x PNG, SVG
     assert '<table class="recap">' in html and "seed-simple · SGD lr 0.01 · batch 128" in html
     assert "Partial results" in html and "Partial results" in md
     assert "abc123def456" in html and "Test CPU 3000" in html
-    assert html.count("data:image/png;base64,") == 6 and 'src="figures/' not in html
+    assert html.count("data:image/png;base64,") == 7 and 'src="figures/' not in html
     for png in re.findall(r"!\[[^]]*\]\((figures/[^)]+\.png)\)", md):
         assert (report.markdown.parent / png).exists()
     assert "| Configuration | Optimizer | BatchNorm |" in md

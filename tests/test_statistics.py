@@ -17,8 +17,10 @@ from statsmodels.stats.weightstats import ttest_ind as sm_ttest_ind
 from mnistbench import make_spec
 from mnistbench.core.models import MODELS
 from mnistbench.errors import ConfigError
-from mnistbench.report.analysis import compare, summarize
-from mnistbench.report.questions import batch_studies, conclusions, family, questions
+from mnistbench.report.analysis import summarize
+from mnistbench.report.comparison import compare
+from mnistbench.report.decisions import conclusions, decide, family
+from mnistbench.report.questions import batch_studies, questions
 from mnistbench.report.render import verdict
 from mnistbench.report.significance import holm, holm_adjusted, mann_whitney, welch
 
@@ -100,7 +102,7 @@ def test_zero_spread_never_reaches_the_conclusions():
     (q,) = questions(summarize(results))
     time, accuracy = q.comparisons
     assert accuracy.p is None and not accuracy.significant
-    assert not any("accuracy" in s for s in conclusions([q], []))
+    assert not any("accuracy" in s for s in conclusions([q], [], decide([q])))
 
 
 def test_nearly_identical_values_keep_scipys_warning():
@@ -194,13 +196,15 @@ def test_all_equal_values_are_no_test():
 
 def test_two_of_three_seeds_fast_is_not_faster_than_three_of_three():
     # Before: A's two reaching seeds (4.0, 4.1 s) against B's 5.0-5.2 s gave Welch p < 0.001, "A faster".
+    # The seed that ran its whole budget (12 s) without reaching the target is censored there, not dropped.
     a = group([4.0, 4.1, None], [0.98] * 3, **ADAM)
     b = group([5.0, 5.1, 5.2], [0.98] * 3, **SGD)
     c = compare(a, b, "time_to_target", "A", "B")
-    assert c.test == "Mann-Whitney rank test" and not c.significant
-    assert c.p == pytest.approx(_permutation_p([4.0, 4.1, math.inf], [5.0, 5.1, 5.2]))
-    assert "A (4.05 s ± 0.07 (2 of 3 seeds reached it))" in c.sentence
-    assert "a seed that missed the target ranked slowest" in c.sentence  # the sentence says how it was treated
+    assert c.test == "censored log-normal fit" and not c.significant
+    assert c.effect.contains(1.0)  # the interval leaves the direction open
+    rank_p = _permutation_p([4.0, 4.1, math.inf], [5.0, 5.1, 5.2])
+    assert c.robustness == f"exact rank test p = {rank_p:.2g}"  # the rank test printed beside the fit
+    assert "4.05 s ± 0.07 (2 of 3 seeds reached it)" in c.sentence
     assert c.difference is None and c.hedges_g is None  # a mean over the reaching seeds would flatter A
 
 
@@ -209,8 +213,9 @@ def test_a_group_that_never_reached_the_target_loses_the_rank_test():
     never = group([None] * 4, [0.96] * 4, **SGD)
     c = compare(never, fast, "time_to_target", "SGD", "Adam")
     assert c.p == pytest.approx(2 / math.comb(8, 4)) and c.significant
-    assert c.sentence.startswith("Adam reached 97% faster than SGD: 4.15 s ± 0.13 (4 of 4 seeds reached it) "
-                                 "against none of 4 seeds reached it")
+    assert c.test == "Mann-Whitney rank test" and c.min_p == pytest.approx(2 / math.comb(8, 4))
+    assert c.sentence.startswith("Adam reached 97% sooner than SGD: 4.15 s ± 0.13 (4 of 4 seeds reached it) "
+                                 "against none of 4 seeds reached it (every Adam seed sooner than every SGD seed")
 
 
 def test_all_censored_groups_are_no_test():
@@ -225,6 +230,8 @@ def test_diverged_seeds_count_as_not_reaching_and_failed_ones_are_left_out():
     b = group([5.0, 5.1, 5.2], [0.98] * 3, **SGD)
     c = compare(a + [failed], b, "time_to_target", "A", "B")
     assert (c.a_total, c.b_total) == (3, 3)
+    # A diverged seed has no time at which it stopped short: not censored in a fit, ranked slowest instead.
+    assert c.test == "Mann-Whitney rank test"
     assert c.p == pytest.approx(_permutation_p([4.0, 4.1, math.inf], [5.0, 5.1, 5.2]))
 
 
@@ -283,12 +290,13 @@ def test_batch_size_pick_is_exploratory_and_outside_holms_family(tmp_path):
     c = study.comparison
     assert c.exploratory and c.significant  # p = 0.0079 on its own ...
     assert family([], [study]) == []  # ... but not in the family Holm corrects
-    said = conclusions([], [study])
-    assert c.sentence not in said and any("exploratory" in s for s in said)
-    assert verdict(c, set()) == "exploratory"
+    decisions = decide([], [study])
+    said = conclusions([], [study], decisions)
+    assert not any(c.sentence in s for s in said) and any("exploratory" in s for s in said)
+    assert verdict(c, decisions) == "exploratory"
     from mnistbench.report.render import write_report
     md = write_report("bs", rows, tmp_path).markdown.read_text()
-    assert "- *exploratory:* " in md and "*significant:*" not in md
+    assert "- *exploratory:* " in md and "*claimed:*" not in md
 
 
 # --- No test data in training decisions ---------------------------------------------------------------------

@@ -289,3 +289,22 @@ def test_with_several_tuning_seeds_the_mean_over_seeds_wins():
     choice = choose_best("sgd", planned, results)
     assert choice.score == pytest.approx(0.80) and choice.values == planned[-1].values
     assert exp.tuning.rerun_seed_list(3) == [2, 3, 4]
+
+
+def test_a_study_that_ranks_by_time_chooses_by_validation_time():
+    """AlgoPerf's rule: the point that reaches the target soonest on validation wins, accuracy breaking ties;
+    choosing by accuracy would pick the other end here."""
+    planned = [t for t in tuning_trials(tuned()) if t.config == "sgd"]
+    lrs = sorted(t.spec.lr for t in planned)
+    results = {}
+    for t in planned:
+        i = lrs.index(t.spec.lr)
+        r = fake_result(t.spec, 0.9 + 0.01 * i, 0.5)  # accuracy grows with lr ...
+        r.time_to_target_s = 10.0 - i if i < len(lrs) - 1 else None  # ... so does speed, but the largest misses
+        results[t.spec.id] = r
+    by_time = choose_best("sgd", planned, results, by="time_to_target")
+    assert by_time.values == {"lr": lrs[-2]}  # the fastest point that reached the target
+    assert choose_best("sgd", planned, results).values == {"lr": lrs[-1]}  # by accuracy: the one that never did
+    from mnistbench.run.experiments import load_experiment
+
+    assert load_experiment("optimizers").tuning.choose_by == "time_to_target"

@@ -1,6 +1,5 @@
-"""Statistics over seeds: group trials by configuration, summarize them, and compare configurations in
-sentences generated from the numbers alone: Welch's t-test on final accuracy, an exact rank test on time to
-target in which a seed that never reached the target counts as slower than every seed that did."""
+"""Statistics over seeds: the metrics read off a trial, samples over seeds, configurations grouped and summarized,
+and the environment factors that make two trials' times incomparable. Comparisons live in comparison.py."""
 
 from __future__ import annotations
 
@@ -16,8 +15,7 @@ from ..core.models import MODELS
 from ..core.recipes import optimizer_title
 from ..core.result import TrialResult
 from ..core.spec import TrialSpec
-from . import significance
-from .significance import ALPHA, holm  # noqa: F401  (ALPHA lives in significance.py; holm: part of this module's public face)
+from .significance import ALPHA  # noqa: F401  (ALPHA lives in significance.py; read here by comparison.py)
 
 FINISHED = ("reached", "budget", "diverged")  # runs that measured something; a "failed" run crashed
 
@@ -84,11 +82,14 @@ class Metric:
     unit: str  # of a difference or a spread: "points" for accuracy
     decimals: Callable[[float], int]
     higher_is_better: bool
-    better: str  # sentence for a significant difference, winner first
     missing: str  # what n = 0 means for this metric
     neither: str  # the same said of both groups: "Neither A nor B {neither}"
-    subset: str  # which runs carry the metric
-    censored: bool = False  # a run without a value did not get there: ranked after every run with one
+    # A run without a value did not get there: it is censored where it stopped (`censor`), not dropped.
+    censor: Callable[[TrialResult], float] | None = None
+
+    @property
+    def censored(self) -> bool:
+        return self.censor is not None
 
     def fmt(self, x: float, spread: float | None = None) -> str:
         """'4.13 s' or '4.13 s ± 0.25': the spread in the mean's decimals, without the unit."""
@@ -103,19 +104,21 @@ def _finished_accuracy(r: TrialResult) -> float | None:
     return r.final_accuracy if ok else None
 
 
+def _epochs_trained(r: TrialResult) -> float:
+    return r.curve[-1].epoch if r.curve else float(r.spec.epochs or 0)
+
+
 METRICS: dict[str, Metric] = {
     "accuracy": Metric(
         "final test accuracy", _finished_accuracy, 100, "%", "points", lambda x: 2, True,
-        "{best} ended with a higher final test accuracy than {worst}: {fb} against {fw}",
-        "has no finished run", "has a finished run", "runs that finished"),
+        "has no finished run", "has a finished run"),
+    # A seed that missed the target trained for all its timed seconds without getting there: censored there.
     "time_to_target": Metric(
         "time to {target}", lambda r: r.time_to_target_s, 1, " s", "s", three_figures, False,
-        "{best} reached {target} in {fb} against {fw} for {worst}",
-        "never reached {target}", "reached {target}", "seeds that reached the target", censored=True),
+        "never reached {target}", "reached {target}", censor=lambda r: r.train_seconds),
     "epochs_to_target": Metric(
         "epochs to {target}", lambda r: r.epochs_to_target, 1, " epochs", "epochs", lambda x: 2, False,
-        "{best} reached {target} in {fb} against {fw} for {worst}",
-        "never reached {target}", "reached {target}", "seeds that reached the target", censored=True),
+        "never reached {target}", "reached {target}", censor=_epochs_trained),
 }
 
 
@@ -160,6 +163,10 @@ def mixed_environments_allowed(allow: bool = True) -> Iterator[None]:
         yield
     finally:
         _ALLOW_MIXED.reset(token)
+
+
+def mixed_environments_allowed_now() -> bool:
+    return _ALLOW_MIXED.get()
 
 
 def environment_mix(results: Sequence[TrialResult], factors: Sequence[str] = tuple(ENVIRONMENT_FACTORS)
@@ -292,153 +299,3 @@ def summarize(results: Sequence[TrialResult], labels: dict[str, str] | None = No
             key, label, group[0].spec, group, metric_stat(group, "accuracy"),
             metric_stat(group, "time_to_target"), metric_stat(group, "epochs_to_target"), counts))
     return summaries
-
-
-@dataclass(frozen=True)
-class Comparison:
-    """Two groups of runs compared on one metric: the test, effect sizes, and the sentence."""
-
-    metric: str
-    noun: str  # the metric in words: "final test accuracy", "time to 97%"
-    a_label: str
-    b_label: str
-    a: Stat  # the runs that carry the metric (for time to target: the seeds that reached it)
-    b: Stat
-    a_total: int  # runs in the group, whether or not they carry the metric
-    b_total: int
-    difference: float | None  # mean(a) - mean(b), when both means cover every run compared
-    cohens_d: float | None
-    hedges_g: float | None
-    test: str  # "Welch's t-test", "Mann-Whitney rank test", or "" when none was possible
-    statistic: float | None  # Welch's t, or the Mann-Whitney U of group a
-    p: float | None
-    sentence: str
-    exploratory: bool = False  # chosen after seeing the data: shown, never claimed nor counted by Holm
-
-    @property
-    def significant(self) -> bool:
-        return self.p is not None and self.p < ALPHA
-
-
-def p_text(p: float) -> str:
-    return "p < 0.001" if p < 0.001 else f"p = {p:.2g}"
-
-
-def _effect_sizes(a: Stat, b: Stat) -> tuple[float | None, float | None]:
-    if a.n < 2 or b.n < 2:
-        return None, None
-    pooled = math.sqrt(((a.n - 1) * a.std ** 2 + (b.n - 1) * b.std ** 2) / (a.n + b.n - 2))
-    if pooled == 0:
-        return None, None
-    d = (a.mean - b.mean) / pooled
-    return d, d * (1 - 3 / (4 * (a.n + b.n) - 9))  # Hedges' small-sample correction
-
-
-def _ns(na: int, nb: int) -> str:
-    return f"n = {na} each" if na == nb else f"n = {na} and {nb}"
-
-
-def _welch_sentence(m: Metric, la: str, a: Stat, na: int, lb: str, b: Stat, nb: int,
-                    tested: tuple[float, float] | None, target: str) -> str:
-    def fmt(s: Stat) -> str:
-        return describe_stat(s, m)
-
-    noun = m.noun.format(target=target)
-    if a.n == 0 or b.n == 0:
-        if a.n == b.n:
-            return f"No test possible: neither {la} nor {lb} {m.neither.format(target=target)}."
-        (lx, nx), (ly, sy, ny) = ((la, na), (lb, b, nb)) if a.n == 0 else ((lb, nb), (la, a, na))
-        return (f"{lx} {m.missing.format(target=target)} (0 of {nx} run{'s' * (nx != 1)}), against {fmt(sy)} for {ly} "
-                f"({sy.n} of {ny}); no test possible.")
-    if a.n < 2 and b.n < 2:
-        return f"A single run each: no test possible ({la}: {fmt(a)}; {lb}: {fmt(b)})."
-    if a.n < 2 or b.n < 2:
-        return f"Too few runs for a test ({la}: {fmt(a)}, n = {a.n}; {lb}: {fmt(b)}, n = {b.n})."
-    if tested is None:
-        return (f"No spread in either group, so no test: identical values are no evidence ({la}: {m.fmt(a.mean)} "
-                f"in all {a.n} runs; {lb}: {m.fmt(b.mean)} in all {b.n}).")
-    p = tested[1]
-    if p < ALPHA:
-        a_wins = (a.mean > b.mean) == m.higher_is_better
-        (lw, sw), (ll, sl) = ((la, a), (lb, b)) if a_wins else ((lb, b), (la, a))
-        text = m.better.format(best=lw, worst=ll, fb=fmt(sw), fw=fmt(sl), target=target)
-        text = f"{text} ({_ns(a.n, b.n)}, {p_text(p)})."
-    else:
-        text = (f"No difference in {noun} was detected between {la} ({fmt(a)}, n = {a.n}) "
-                f"and {lb} ({fmt(b)}, n = {b.n}) ({p_text(p)}).")
-    if a.n < na or b.n < nb:
-        text += f" {m.subset.capitalize()}: {la} {a.n} of {na}, {lb} {b.n} of {nb}."
-    return text
-
-
-RANKED = "Mann-Whitney, a seed that missed the target ranked slowest"
-
-
-def _censored_sentence(m: Metric, la: str, a: Stat, na: int, lb: str, b: Stat, nb: int,
-                       tested: tuple[float, float] | None, target: str) -> str:
-    """Time to target over every seed that finished: `a.n` of `na` reached it."""
-    def reach(s: Stat, n: int, short: bool = False) -> str:
-        if not s.n:
-            return f"none of {n} seed{'s' * (n != 1)} reached it"
-        return f"{describe_stat(s, m)} ({s.n} of {n}{'' if short else ' seeds reached it'})"
-
-    noun = m.noun.format(target=target)
-    if na == 0 or nb == 0:
-        return f"No test possible: {la if na == 0 else lb} has no finished run."
-    if a.n == 0 and b.n == 0:
-        return f"No test possible: neither {la} nor {lb} reached {target} (0 of {na} and 0 of {nb} seeds)."
-    if na < 2 and nb < 2:
-        return f"A single run each: no test possible ({la}: {reach(a, na)}; {lb}: {reach(b, nb)})."
-    if na < 2 or nb < 2:
-        return f"Too few runs for a test ({la}: {reach(a, na)}; {lb}: {reach(b, nb)})."
-    if tested is None:
-        return (f"No spread in either group, so no test: identical values are no evidence ({la}: {reach(a, na)}; "
-                f"{lb}: {reach(b, nb)}).")
-    u, p = tested
-    if p < ALPHA and u != na * nb / 2:
-        a_wins = u < na * nb / 2  # a's times rank lower: a got there first
-        (lw, sw, nw), (ll, sl, nl) = ((la, a, na), (lb, b, nb)) if a_wins else ((lb, b, nb), (la, a, na))
-        return (f"{lw} reached {target} faster than {ll}: {reach(sw, nw)} against {reach(sl, nl, short=True)} "
-                f"({RANKED}; {_ns(na, nb)}, {p_text(p)}).")
-    return (f"No difference in {noun} was detected between {la} ({reach(a, na)}) and {lb} ({reach(b, nb, True)}) "
-            f"({RANKED}; {_ns(na, nb)}, {p_text(p)}).")
-
-
-def compare(a: Sequence[TrialResult], b: Sequence[TrialResult], metric: str = "accuracy",
-            a_label: str = "A", b_label: str = "B", exploratory: bool = False) -> Comparison:
-    """Compare two groups of runs on `metric` (a key of METRICS). Final accuracy: Welch's t-test over the runs
-    that finished. Time or epochs to target: an exact Mann-Whitney test over every run that finished, a run
-    that never reached the target counting as slower than any that did (dropping it would flatter a
-    configuration that reached the target in 2 seeds of 3)."""
-    m = METRICS[metric]
-    sa, sb = metric_stat(a, metric), metric_stat(b, metric)
-    target = target_text((list(a) or list(b))[0].spec.target) if (a or b) else "the target"
-    if m.censored:
-        # inf for "never reached": ranked after every time; ties among themselves.
-        ranked = [[v if (v := m.value(r)) is not None else math.inf for r in g if r.status in FINISHED]
-                  for g in (a, b)]
-        na, nb = len(ranked[0]), len(ranked[1])
-        possible = na >= 2 and nb >= 2 and (sa.n or sb.n)
-        tested = significance.mann_whitney(*ranked) if possible else None
-        test = "Mann-Whitney rank test" if tested else ""
-        sentence = _censored_sentence(m, a_label, sa, na, b_label, sb, nb, tested, target)
-        complete = sa.n == na and sb.n == nb  # effect sizes of means only when no seed is left out
-    else:
-        na, nb = len(a), len(b)
-        tested = significance.welch(sa.values, sb.values) if sa.n >= 2 and sb.n >= 2 else None
-        test = "Welch's t-test" if tested else ""
-        sentence = _welch_sentence(m, a_label, sa, na, b_label, sb, nb, tested, target)
-        complete = True
-    d, g = _effect_sizes(sa, sb) if complete else (None, None)
-    diff = sa.mean - sb.mean if sa.n and sb.n and complete else None
-    statistic, p = tested if tested else (None, None)
-    mix = {}
-    if metric in TIMED_METRICS and not _ALLOW_MIXED.get():
-        mix = {**environment_mix([*a, *b], SHARED_FACTORS), **environment_mix(a), **environment_mix(b)}
-    if mix:  # times from different machines, thread counts or builds measure the environment too: no test
-        test, statistic, p, d, g, diff = "", None, None, None, None, None
-        sentence = (f"Not tested: the {m.noun.format(target=target)} of {a_label} and {b_label} was measured in "
-                    f"mixed environments ({mix_text(mix)}); times are compared only within one environment "
-                    "(--allow-mixed tests them anyway).")
-    return Comparison(metric, m.noun.format(target=target), a_label, b_label, sa, sb, na, nb, diff, d, g, test,
-                      statistic, p, sentence, exploratory)

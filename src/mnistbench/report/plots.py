@@ -11,9 +11,11 @@ from typing import Callable, Sequence
 import numpy as np
 from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
+from matplotlib.ticker import FuncFormatter, NullFormatter
 
 from .analysis import ConfigSummary, ThroughputRow, target_text, targets_text
 from .questions import BatchStudy
+from .comparison import Comparison
 from ..core.result import TrialResult
 
 # Figure + Agg canvas instead of pyplot: no global state, no GUI backend, safe next to a user's notebook.
@@ -225,3 +227,49 @@ def plot_inference(rows: Sequence[ThroughputRow], out_dir: Path) -> FigurePaths:
     ax.set(ylabel="Images per second", title=title)
     ax.legend(fontsize="small")
     return _save(fig, out_dir, "inference", title, "Images per second by batch size (higher is better).")
+
+
+# Colours of a comparison's verdict in the forest plot (decisions.Verdict); anything else is grey.
+VERDICT_COLORS = {"claimed": "C2", "indication": "C1", "exploratory": "C4"}
+
+
+def plot_forest(comparisons: Sequence[Comparison], verdicts: Sequence[str], out_dir: Path) -> FigurePaths:
+    """Every comparison's effect with its 95% interval on one axis per kind: time ratios on a log scale (left of 1:
+    the first-named configuration is sooner), accuracy differences in points (right of 0: it is higher)."""
+    from .analysis import METRICS
+
+    title = "Effects with 95% intervals"
+    panels = [("ratio", "Time ratio, first / second (log scale)", 1.0),
+              ("difference", "Difference in final accuracy, first − second (points)", 0.0)]
+    rows = {kind: [(c, v) for c, v in zip(comparisons, verdicts) if c.effect and c.effect.kind == kind]
+            for kind, _, _ in panels}
+    shown = [p for p in panels if rows[p[0]]]
+    fig = Figure(figsize=(10, 1.0 + sum(0.9 + 0.38 * len(rows[k]) for k, _, _ in shown)), layout="constrained")
+    FigureCanvasAgg(fig)
+    axes = fig.subplots(len(shown), 1, squeeze=False,
+                        height_ratios=[1 + 0.42 * len(rows[k]) for k, _, _ in shown])[:, 0]
+    for ax, (kind, xlabel, null) in zip(axes, shown):
+        ax.grid(True, axis="x", alpha=0.3)
+        ax.spines[["top", "right"]].set_visible(False)
+        ys = np.arange(len(rows[kind]))
+        for y, (c, v) in zip(ys, rows[kind]):
+            scale = 1 if kind == "ratio" else METRICS[c.metric].scale
+            e = c.effect
+            color = VERDICT_COLORS.get(v, "0.55")
+            ax.plot([e.low * scale, e.high * scale], [y, y], color=color, linewidth=2.2)
+            ax.plot(e.estimate * scale, y, "o", color=color, markersize=6)
+        ax.axvline(null, color="black", linewidth=1)
+        if kind == "ratio":
+            ax.set_xscale("log")
+            lo, hi = ax.get_xlim()
+            ax.set_xticks([v for v in (1 / 16, 1 / 8, 1 / 4, 1 / 2, 2 / 3, 1, 1.5, 2, 4, 8, 16) if lo <= v <= hi])
+            ax.xaxis.set_major_formatter(FuncFormatter(lambda x, _: f"{x:.3g}x"))
+            ax.xaxis.set_minor_formatter(NullFormatter())
+        ax.set_yticks(ys, [f"{c.a_label} vs {c.b_label}" for c, _ in rows[kind]], fontsize="small")
+        ax.set_ylim(len(rows[kind]) - 0.5, -0.5)
+        ax.set(xlabel=xlabel)
+    fig.suptitle(title)
+    caption = ("Dot: the estimate; line: its 95% interval. Green: claimed (kept by the family's procedure); "
+               "orange: significant alone, not claimed; grey: undecided; purple: exploratory. An interval that "
+               "crosses the black line (ratio 1, difference 0) leaves the direction open.")
+    return _save(fig, out_dir, "effects", title, caption)

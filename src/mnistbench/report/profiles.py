@@ -7,14 +7,15 @@ import math
 import statistics
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Sequence
+from typing import Callable, Sequence
 
 import numpy as np
 
 from ..core.result import TrialResult
 from ..workloads.protocol import choices_from, tuned_key
-from ..workloads.tuning import Choice, TuningTrial, tuning_trials
-from .analysis import describe_stat, metric_stat, seconds_text, target_text
+from ..workloads.tuning import CHOICE_RULES, Choice, TuningTrial, tuning_trials
+from .analysis import (SHARED_FACTORS, describe_stat, environment_mix, metric_stat, mix_text,
+                       mixed_environments_allowed_now, seconds_text, target_text)
 from .plots import FigurePaths, _colors, _figure, _save
 
 TAUS = np.linspace(1.0, 4.0, 301)  # the profile's x axis: within a factor tau of the best
@@ -97,14 +98,36 @@ def _validation_accuracy(r: TrialResult) -> float | None:
     return r.curve[-1].eval_accuracy if r.curve and r.status != "failed" else None
 
 
-def plot_profiles(configs: Sequence[TunedConfig], out_dir: Path) -> FigurePaths:
+def _times(configs: Sequence[TunedConfig], reruns: Callable[[TunedConfig], Sequence[TrialResult]]
+           ) -> dict[str, dict[str, float]]:
     times: dict[str, dict[str, float]] = {}
     for c in configs:
-        times.setdefault(c.technique, {})[c.workload] = c.time
-    profile = performance_profile(times)
+        times.setdefault(c.technique, {})[c.workload] = median_time(reruns(c))
+    return times
+
+
+def profile_band(configs: Sequence[TunedConfig], taus: Sequence[float] = TAUS, resamples: int = 400,
+                 seed: int = 0) -> dict[str, tuple[np.ndarray, np.ndarray]]:
+    """A 95% band around each technique's profile: the held-out seeds of every configuration resampled with
+    replacement, the profile recomputed each time (percentile bootstrap). A profile is a ranking of medians over
+    a few seeds; the band shows how much of it those seeds decide."""
+    rng = np.random.default_rng(seed)
+    draws: dict[str, list[list[float]]] = {}
+    for _ in range(resamples):
+        picked = {id(c): [c.reruns[i] for i in rng.integers(0, len(c.reruns), len(c.reruns))] for c in configs}
+        for technique, rho in performance_profile(_times(configs, lambda c: picked[id(c)]), taus).items():
+            draws.setdefault(technique, []).append(rho)
+    return {t: (np.percentile(d, 2.5, axis=0), np.percentile(d, 97.5, axis=0)) for t, d in draws.items()}
+
+
+def plot_profiles(configs: Sequence[TunedConfig], out_dir: Path) -> FigurePaths:
+    profile = performance_profile(_times(configs, lambda c: c.reruns))
+    band = profile_band([c for c in configs if c.reruns])
     fig, (ax,) = _figure(6.4, 4.0)
     for (technique, rho), color in zip(profile.items(), _colors(len(profile))):
         ax.step(TAUS, rho, where="post", label=technique, color=color, linewidth=1.8)
+        if technique in band:
+            ax.fill_between(TAUS, *band[technique], step="post", color=color, alpha=0.12, linewidth=0)
     ax.set(xlabel="τ (time to target within a factor τ of the best)", ylabel="fraction of workloads",
            xlim=(1, 4), ylim=(-0.03, 1.03))
     ax.legend(fontsize=8, loc="lower right")
@@ -112,7 +135,9 @@ def plot_profiles(configs: Sequence[TunedConfig], out_dir: Path) -> FigurePaths:
     return _save(fig, out_dir, "performance-profile", "Performance profiles",
                  f"For each technique, the fraction of the {n} workload{'s' * (n > 1)} on which its median time to "
                  "target (over the held-out seeds, on the test set) is within a factor τ of the fastest technique's; "
-                 "a technique whose median seed missed the target never counts. Higher and further left is better.")
+                 "a technique whose median seed missed the target never counts. Higher and further left is better. "
+                 "Shaded: a 95% band from resampling each configuration's seeds; where bands overlap, the seeds do "
+                 "not decide the order.")
 
 
 def plot_sensitivity(configs: Sequence[TunedConfig], dimension: str, scale: str, out_dir: Path) -> FigurePaths:
@@ -175,7 +200,7 @@ def _method(experiment, configs: Sequence[TunedConfig]) -> str:
              "pruned." if t.prune else "")
     return (f"Tuning protocol: for each configuration, {t.trials} points of a scrambled {t.search.title()} sequence "
             f"(seed {t.seed}) over {_space_text(t)}, each trained with seed{'s' * (len(seeds) > 1)} "
-            f"{', '.join(map(str, seeds))} and judged by its final accuracy on a validation split of "
+            f"{', '.join(map(str, seeds))} and judged by {CHOICE_RULES[t.choose_by]}, a split of "
             f"{' / '.join(map(str, val)) or '?'} images held out of the training set; the test split is never read "
             f"for the choice. The best point was rerun with the held-out seeds {', '.join(map(str, rerun)) or '(none yet)'}"
             f" and is reported on the test set.{prune} The search cost {trials} trials ({pruned} pruned) and "
@@ -204,9 +229,16 @@ def tuning_section(experiment, results: Sequence[TrialResult], fig_dir: Path) ->
         return None
     configs = tuned_configs(experiment, results)
     figures = []
-    if any(c.reruns for c in configs):
+    reruns = [r for c in configs for r in c.reruns]
+    # Profiles compare times across configurations: the same guard as compare() (report/comparison.py).
+    mix = {} if mixed_environments_allowed_now() else environment_mix(reruns, SHARED_FACTORS)
+    if reruns and not mix:
         figures.append(plot_profiles(configs, fig_dir))
+    method = _method(experiment, configs)
+    if mix:
+        method += (f" No performance profile: the reruns' times were measured in mixed environments ({mix_text(mix)}); "
+                   "--allow-mixed draws it anyway.")
     for dimension in sorted(experiment.tuning.space):
         if any(c.search for c in configs):
             figures.append(plot_sensitivity(configs, dimension, experiment.tuning.space[dimension].scale, fig_dir))
-    return TuningSection(_method(experiment, configs), [tuning_row(c) for c in configs], figures)
+    return TuningSection(method, [tuning_row(c) for c in configs], figures)

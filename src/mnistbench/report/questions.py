@@ -7,9 +7,8 @@ from dataclasses import dataclass
 from itertools import combinations
 from typing import Callable, Sequence
 
-from .analysis import (Comparison, ConfigSummary, compare, derive_label, describe_stat, p_text, pct,
-                       target_text)
-from .significance import holm
+from .analysis import ConfigSummary, derive_label, describe_stat, pct, target_text
+from .comparison import Comparison, compare
 from ..core.models import MODELS, TECHNIQUES
 from ..core.recipes import OPTIMIZERS
 from ..core.spec import TrialSpec
@@ -181,43 +180,3 @@ def batch_studies(summaries: Sequence[ConfigSummary]) -> list[BatchStudy]:
             sentence = _batch_sentence(rows, target_text(rows[0].spec.target))
             studies.append(BatchStudy(title, rows, sentence, _runner_up(rows)))
     return studies
-
-
-def family(qs: Sequence[Question], studies: Sequence[BatchStudy]) -> list[Comparison]:
-    """Every confirmatory comparison a report makes: the family Holm's correction is taken over. Exploratory
-    ones (a pick made after seeing the data) stay out: they are shown with their p, never claimed."""
-    comps = [c for q in qs for c in q.comparisons] + [s.comparison for s in studies if s.comparison]
-    return [c for c in comps if not c.exploratory]
-
-
-def holm_survivors(comps: Sequence[Comparison]) -> set[Comparison]:
-    tested = [c for c in comps if c.p is not None and not c.exploratory]
-    return {c for c, kept in zip(tested, holm([c.p for c in tested])) if kept}
-
-
-def conclusions(qs: Sequence[Question], studies: Sequence[BatchStudy]) -> list[str]:
-    """The sentences of the comparisons that stay significant under Holm's correction for all the tests the
-    report makes, then a word on those significant only on their own; or one sentence saying why there are none."""
-    comps = family(qs, studies)
-    tested = [c for c in comps if c.p is not None]
-    exploratory = [s.comparison for s in studies if s.comparison]
-    aside = (["The batch-size comparisons are exploratory (the two best sizes, picked after seeing the results): "
-              "they are shown beside their table and not claimed here."] if exploratory else [])
-    if not comps:
-        return ["No two configurations differ in a single factor, so nothing was compared."] + aside
-    if not tested:
-        return ["No test was possible: each comparison had fewer than two runs a side, values without spread, "
-                "or no seed reaching the target."] + aside
-    kept = holm_survivors(tested)
-    out = [c.sentence for c in tested if c in kept]
-    alone = [c for c in tested if c.significant and c not in kept]
-    correction = f"Holm's correction for the {len(tested)} tests in this report"
-    if alone:
-        names = "; ".join(f"{c.a_label} vs {c.b_label} on {c.noun} ({p_text(c.p)})" for c in alone)
-        out.append(f"Significant alone but not after {correction}, so not claimed: {names}.")
-    if not kept and not alone:
-        out.append("No difference was detected in any comparison (p ≥ 0.05 everywhere): "
-                   "the data does not support ranking these configurations.")
-    elif not kept:
-        out.insert(0, f"No comparison stays significant after {correction}.")
-    return out + aside

@@ -12,10 +12,11 @@ from typing import Any, Sequence
 from jinja2 import Environment, FileSystemLoader
 
 from . import plots
-from .analysis import (METRICS, Comparison, ConfigSummary, ThroughputRow, describe_stat, mix_text,
-                       mixed_environments_allowed, p_text, seconds_text, summarize, target_text,
-                       targets_text)
-from .questions import FACTORS, Question, batch_studies, conclusions, family, holm_survivors, questions
+from .analysis import (METRICS, ConfigSummary, ThroughputRow, describe_stat, mix_text, mixed_environments_allowed,
+                       seconds_text, summarize, target_text, targets_text)
+from .comparison import RANK, Comparison
+from .decisions import Decisions, conclusions, decide, family
+from .questions import FACTORS, Question, batch_studies, questions
 from ..errors import ResultsMissing
 from .plots import FigurePaths
 from ..core.horizon import cadence_text
@@ -142,13 +143,25 @@ def _method(results: Sequence[TrialResult], summaries: list[ConfigSummary]) -> l
         f"Budget: {' or '.join(budgets)}.",
         f"Each configuration ran with {' to '.join(str(n) for n in sorted({min(seeds), max(seeds)}))} "
         f"seed{'s' * (max(seeds) > 1)}. Means are given ± the half-width of a 95% Student-t confidence interval; "
-        "time and epochs to target are averaged over the seeds that reached the target. Final accuracy is "
-        "compared with Welch's t-test; time to target with an exact Mann-Whitney rank test over every seed, in "
-        "which a seed that missed the target ranks slower than any that reached it (two-sided, significant at "
-        "p < 0.05). Groups without spread are not tested: identical values are no evidence. The conclusions "
-        "claim only the differences that stay significant under Holm's correction for all the confirmatory "
-        "tests in the report; a comparison picked after seeing the results (the best batch size against the "
-        "runner-up) is exploratory and is not claimed. Sentences quote mean ± standard deviation.",
+        "time and epochs to target are averaged over the seeds that reached the target.",
+        "Every comparison leads with its effect and a 95% interval. Time to target: the ratio of the two "
+        "configurations' geometric mean times, under a log-normal model of times (a technique changes a time by "
+        "a factor), with Welch's t on log times when every seed reached the target; when some seeds missed it, "
+        "the same model fitted with those seeds censored at the seconds they trained (a likelihood-ratio test "
+        "calibrated on Student's t, with the exact rank test beside it as a robustness check), so a seed that "
+        "missed counts instead of being dropped; when one side never reached it, the exact rank test alone. "
+        "Final accuracy: the difference in points with Welch's interval and test. Beside each, the probability "
+        "that a seed of one configuration does better than a seed of the other, with a bootstrap interval over "
+        "seeds (with fewer than five seeds a side that interval is too narrow: read it as descriptive); from "
+        "five seeds on, the interquartile mean beside the mean. Groups without spread are not tested: identical "
+        "values are no evidence.",
+        "A sentence is claimed only when the family's procedure keeps it (the procedure is named under the "
+        "conclusions), so the chance of any false claim in the report stays at 5%; a test significant alone but "
+        "not kept is an indication. A test whose smallest achievable p cannot pass its threshold is left out of "
+        "the family (Tarone's rule) and says how many seeds it needs; every open comparison says how many seeds "
+        "a side would give 80% power if its observed effect were the true one. A comparison picked after seeing "
+        "the results (the best batch size against the runner-up) is exploratory and never claimed. Sentences "
+        "quote mean ± standard deviation.",
     ]
     compiled = sum(r.compile_seconds for r in results)
     if compiled:
@@ -188,30 +201,23 @@ def _grouped(qs: list[Question]) -> list[tuple[str, list[Question]]]:
     return [(h, [q for q in ordered if q.heading == h]) for h in headings]
 
 
-def verdict(c: Comparison, kept: set[Comparison]) -> str:
-    """'significant' only when the difference survives Holm's correction, as the conclusions claim it;
-    an exploratory comparison (picked after seeing the data) says so whatever its p."""
-    if c.exploratory:
-        return "exploratory"
-    if c in kept:
-        return "significant"
-    return "significant alone" if c.significant else "no test" if c.p is None else "not significant"
+def verdict(c: Comparison, decisions: Decisions) -> str:
+    """The family's word on a comparison, as the conclusions use it: 'claimed' only when the procedure keeps it."""
+    return decisions[c].verdict
 
 
-def effect_text(c: Comparison) -> str:
-    """Difference of means, Hedges' g and p, as small print under a sentence."""
-    m = METRICS[c.metric]
+def effect_text(c: Comparison, decisions: Decisions) -> str:
+    """Small print under a sentence: effect sizes, the test, and what would decide an open comparison."""
     parts = []
-    if c.difference is not None:
-        size = abs(c.difference) * m.scale
-        sign = "+" if c.difference >= 0 else "−"
-        parts.append(f"difference of means {sign}{size:.{m.decimals(size)}f} {m.unit}")
     if c.hedges_g is not None:
         parts.append(f"Hedges' g {c.hedges_g:+.2f}".replace("-", "−"))
-    if c.test == "Mann-Whitney rank test":
+    if c.test == RANK:
         parts.append(f"Mann-Whitney U {c.statistic:g}")
-    if c.p is not None:
-        parts.append(p_text(c.p))
+    d = decisions[c]
+    if d.why:
+        parts.append(d.why)
+    if d.seeds_needed and d.verdict != "too few seeds":
+        parts.append(f"≥ {d.seeds_needed} seeds a side would decide it")
     return " · ".join(parts)
 
 
@@ -237,9 +243,12 @@ def write_report(experiment: str, results: list[TrialResult], out_dir: Path, lab
     summaries = beyond_search(summarize(results, labels), definition)
     with mixed_environments_allowed(allow_mixed):
         qs, studies = questions(summaries), batch_studies(summaries)
-    kept = holm_survivors(family(qs, studies))
+        tuning = tuning_section(definition, results, out_dir / "figures")
+    decisions = decide(qs, studies, order=definition.questions if definition is not None else ())
     made = _figures(summaries, qs, studies, list(inference or []), out_dir / "figures")
-    tuning = tuning_section(definition, results, out_dir / "figures")
+    compared = [*family(qs, studies), *(s.comparison for s in studies if s.comparison and s.comparison.exploratory)]
+    if any(c.effect for c in compared):
+        made.insert(0, plots.plot_forest(compared, [decisions[c].verdict for c in compared], out_dir / "figures"))
     made += tuning.figures if tuning else []
     target = targets_text({s.spec.target for s in summaries} or {results[0].spec.target})
     context = {
@@ -250,8 +259,8 @@ def write_report(experiment: str, results: list[TrialResult], out_dir: Path, lab
         "rows": [_row(s) for s in summaries], "question_groups": _grouped(qs),
         "studies": [(st, [_row(s) for s in st.rows]) for st in studies],
         "figures": [_embed(f, out_dir) for f in made], "inference": list(inference or []),
-        "conclusions": conclusions(qs, studies), "effect": effect_text,
-        "verdict": lambda c: verdict(c, kept), "tuning": tuning,
+        "conclusions": conclusions(qs, studies, decisions), "effect": lambda c: effect_text(c, decisions),
+        "verdict": lambda c: verdict(c, decisions), "tuning": tuning,
         "provenance": _provenance(summaries), "allow_mixed": allow_mixed,
         "undefined": [(s.label, s.n) for s in undefined],
     }

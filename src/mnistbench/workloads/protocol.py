@@ -90,12 +90,12 @@ class PruningExecutor:
 
 def choices_from(experiment: "Experiment", results: dict[str, TrialResult],
                  planned: list[TuningTrial] | None = None) -> list[Choice]:
-    """Each configuration's winning point, from its finished tuning trials (validation accuracy only);
+    """Each configuration's winning point, from its finished tuning trials (validation split only);
     `results`: spec id -> result. The runner and the report both choose here, so they always agree."""
     planned = planned if planned is not None else tuning_trials(experiment)
     ids = {t.spec.id for t in planned}
     finished = {i: r for i, r in results.items() if i in ids and r.status in FINISHED}
-    return [choose_best(c.label, planned, finished) for c in experiment.configs()]
+    return [choose_best(c.label, planned, finished, experiment.tuning.choose_by) for c in experiment.configs()]
 
 
 def tuned_key(choice: Choice) -> str:

@@ -5,7 +5,7 @@ from __future__ import annotations
 import itertools
 import tomllib
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
@@ -76,6 +76,9 @@ class Experiment(_Strict):
     inference: list[Inference] = Field(default_factory=list)
     select: Select | None = None
     tuning: Tuning | None = None  # quasi-random search per configuration (workloads/tuning.py)
+    # The order in which the report asks its questions (report/decisions.py): the first gets the full 5% level,
+    # each next one only once the one before is decided. Empty: all at once, under Holm's correction.
+    questions: list[Literal["optimizer", "model", "schedule"]] = Field(default_factory=list)
     source: str = ""  # where it was read from, for messages
     # Spec defaults of the code that stored this definition, where they differ from today's: a stored definition
     # expands as it ran (a field it leaves unset takes the default of its day), beneath everything it sets.
@@ -93,6 +96,8 @@ class Experiment(_Strict):
         for inf in self.inference:
             if inf.config not in labels:
                 raise ValueError(f"inference names config '{inf.config}', which is not defined")
+        if len(set(self.questions)) != len(self.questions):
+            raise ValueError(f"questions names a question twice: {', '.join(self.questions)}")
         if self.select and self.tuning:
             raise ValueError("give either select (a grid, best per group) or tuning (a search per configuration)")
         for c in configs:  # fail now, before anything runs, on any invalid combination
