@@ -23,7 +23,8 @@ import torch
 
 from mnistbench.core.spec import TrialSpec
 from mnistbench.interop.export import export_model
-from mnistbench.interop.models import SavedModel, resolve_model
+from mnistbench.core.checkpoint import SavedModel
+from mnistbench.interop.lookup import resolve_model
 
 
 def backends(saved: SavedModel, folder: Path) -> dict[str, Callable[[np.ndarray], object]]:

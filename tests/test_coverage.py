@@ -14,7 +14,7 @@ from mnistbench.core.models import MODELS, build_model
 from mnistbench.core.recipes import OPTIMIZERS, SCHEDULES, Horizon, make_optimizer, make_schedule
 from mnistbench.core.trial import evaluate
 
-from .test_experiments import stored, write_experiment
+from .test_experiments import assert_one_line_error, cli, stored, write_experiment
 
 from .test_trial import TINY, data, spec  # noqa: F401 - `data` is a fixture
 
@@ -214,15 +214,27 @@ label = "best lr for {{group}}"
 """
 
 
-def test_select_picks_on_validation_then_reruns_the_winner_with_every_seed(synthetic_name, tmp_path):
+def test_select_picks_on_validation_then_reruns_the_winner_with_held_out_seeds_on_test(synthetic_name, tmp_path):
     path = tmp_path / "sweep.toml"
     path.write_text(SWEEP.format(dataset=synthetic_name))
     results = tmp_path / "r"
     summary = api.run(str(path), results_dir=results).run_summary
     rows = stored(results)
-    # Phase one: each lr once (seed 0); phase two: the winner (lr 0.003 learns, 1e-7 cannot) with seeds 0 and 1.
-    assert summary.ran == 3 and len(rows) == 3
-    assert sorted((r[2], r[3]) for r in rows) == [("adam, lr 1e-07", 0), ("best lr for adam", 0),
-                                                  ("best lr for adam", 1)]
-    winners = [t for t in api.load_results("sweep", results).trials if t.spec.lr == 0.003]
-    assert sorted(t.spec.seed for t in winners) == [0, 1] and all(t.spec.eval_on == "val" for t in winners)
+    # Phase one: each lr once (seed 0, validation); phase two: the winner (lr 0.003 learns, 1e-7 cannot) with
+    # held-out seeds 1 and 2 on the test set: the winning trial itself is never among the reported seeds.
+    assert summary.ran == 4 and len(rows) == 4
+    assert sorted((r[2], r[3]) for r in rows) == [("adam, lr 0.003", 0), ("adam, lr 1e-07", 0),
+                                                  ("best lr for adam", 1), ("best lr for adam", 2)]
+    res = api.load_results("sweep", results)
+    reported = [t for s in res.reported for t in s.results]
+    assert sorted(t.spec.seed for t in reported) == [1, 2]
+    assert all(t.spec.lr == 0.003 and t.spec.eval_on == "test" for t in reported)
+    assert not res.partial
+
+
+def test_select_that_would_choose_on_the_test_set_is_refused_before_anything_runs(synthetic_name, tmp_path):
+    path = tmp_path / "sweep.toml"
+    path.write_text(SWEEP.format(dataset=synthetic_name).replace('eval_on = "val"', 'eval_on = "test"'))
+    proc = cli("run", path, "--results", tmp_path / "r")
+    assert_one_line_error(proc, 'eval_on = "test" would make it on the test set')
+    assert not (tmp_path / "r").exists()

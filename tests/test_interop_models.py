@@ -14,7 +14,7 @@ from mnistbench import api
 from mnistbench.core.trial import evaluate
 from mnistbench.data import load, read_images, write_idx
 from mnistbench.errors import BadInput
-from mnistbench.interop.models import resolve_model
+from mnistbench.interop.lookup import resolve_model
 from mnistbench.interop.predict import mnist_like
 from mnistbench.run.experiments import load_experiment
 

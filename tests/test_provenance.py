@@ -335,10 +335,10 @@ def test_a_two_phase_experiment_missing_a_rerun_seed_is_partial(ran, tmp_path):
     select = 'val_size = 100\neval_on = "val"\n\n[select]\ngroup_by = ["model"]\nlabel = "best {group}"\n'
     path = write(tmp_path, dataset, ["one thread", "resolved"], name="two-phase", extra=select)
     done = api.run(str(path), seeds=2, results_dir=tmp_path / "r")
-    assert done.run_summary.ran == 3 and not done.partial  # two in phase one, the winner's second seed
+    assert done.run_summary.ran == 4 and not done.partial  # two candidates, the winner with held-out seeds 1, 2
     conn = sqlite3.connect(tmp_path / "r" / "results.sqlite")
     with conn:
-        conn.execute("DELETE FROM trials WHERE seed = 1")  # the rerun of the winner never landed
+        conn.execute("DELETE FROM trials WHERE seed = 2")  # a rerun of the winner never landed
     conn.close()
     assert api.load_results("two-phase", tmp_path / "r").partial
 

@@ -31,14 +31,35 @@ def spec(synthetic_name, **over):
 # -- the snapshot search -------------------------------------------------------------------------------
 
 @pytest.mark.parametrize("k", [1, 2, 3, 5, 8, 10, 13, 33])
-def test_search_finds_the_first_crossing_of_a_monotone_curve_within_log2_evaluations(k):
+def test_search_finds_the_first_crossing_of_a_monotone_curve_within_its_bound(k):
     for first in range(1, k + 1):  # candidates[0] is the known miss, candidates[k] the known hit
         candidates = [Snapshot(10 * i, 0.5 * i) for i in range(k + 1)]
         seen = []
         crossing = search_crossing(candidates, lambda c: seen.append(c.step) or c.step >= 10 * first)
         assert crossing.hit.step == 10 * first and crossing.resolution_steps == 10
         assert crossing.resolution_seconds == 0.5
-        assert crossing.evaluations == len(seen) <= max_search_evaluations(k) == math.ceil(math.log2(k))
+        assert crossing.evaluations == len(seen) <= max_search_evaluations(k) == k - 1
+
+
+def test_search_returns_the_first_crossing_when_accuracy_dips():
+    """Accuracy near the target is noisy: a bisection lands on the later crossing (step 6) here."""
+    accuracy = [0.50, 0.96, 0.975, 0.96, 0.96, 0.96, 0.971, 0.98, 0.98]
+    candidates = [Snapshot(i, float(i)) for i in range(len(accuracy))]
+    crossing = search_crossing(candidates, lambda c: accuracy[c.step] >= 0.97)
+    assert (crossing.hit.step, crossing.miss.step) == (2, 1)
+    assert crossing.evaluations == 2  # stops at the first hit: its cost is what it scanned
+
+
+def test_default_cadence_is_four_evaluations_per_epoch():
+    """469 steps an epoch: 117, 234, 352, 469, never two evaluations one step apart (was 117 ... 468, 469)."""
+    h = horizon(make_spec(epochs=2), 60000)
+    points, step = [], 0
+    while step < h.total_steps:
+        step = h.next_cadence(step)
+        points.append(step)
+    assert points == [117, 234, 352, 469, 586, 703, 821, 938]
+    assert all(h.at_cadence(p) for p in points) and not any(h.at_cadence(p) for p in (1, 118, 468, 470))
+    assert h.cadence_evaluations() == 3 + 2  # the first epoch's cadence, then each epoch end
 
 
 def test_time_to_target_is_resolved_between_evaluations_on_a_known_curve(synthetic_name, data):

@@ -15,7 +15,7 @@ from mnistbench.run.jobs import JobOutput
 from mnistbench.run.runner import run_experiment
 from mnistbench.run.store import ResultStore
 from mnistbench.workloads import Dimension, Prune, choose_best, sample_points, should_prune
-from mnistbench.workloads import protocol
+from mnistbench.run import protocol
 from mnistbench.workloads.tuning import tuning_trials, validation_score
 
 from .test_interop_models import cli  # noqa: F401 - a fixture: the CLI's entry point in this process

@@ -264,8 +264,8 @@ def plan(experiment: str | Experiment, seeds: int | None = None) -> Plan:
     specs = [spec for _, spec in trials]
     check(specs, fetch_data=False)
     reruns = []
-    if exp.tuning:  # the winners are not known yet, but the cost of their reruns is
-        from .workloads.protocol import planned_reruns
+    if exp.protocol:  # the winners are not known yet, but the cost of their reruns is
+        from .workloads.tuning import planned_reruns
 
         reruns = estimate_seconds([spec for _, spec in planned_reruns(exp, seeds)])
     return Plan(exp, trials, estimate_seconds(specs), estimate_device(specs), reruns)
@@ -310,7 +310,7 @@ def predict(model: str | Path, images: list[Path | str], top: int = 1, results_d
             arch: str | None = None, dataset: str | None = None):
     """Class probabilities for PNG / JPEG / IDX images. `model` is a checkpoint path or EXPERIMENT:LABEL[:SEED]
     (kept by `run --keep-models`); `arch` names the model of a bare state_dict; `dataset` checks the match."""
-    from .interop.models import resolve_model
+    from .interop.lookup import resolve_model
     from .interop.predict import predict as run_predict
 
     saved = resolve_model(str(model), results_dir, arch, dataset)
@@ -321,7 +321,7 @@ def export_model(model: str | Path, fmt: str = "onnx", out: Path | str | None = 
                  results_dir: Path | str = DEFAULT_RESULTS, arch: str | None = None) -> Path:
     """Write a trained model as ONNX or a torch.export .pt2 program (dynamic batch); returns the file."""
     from .interop.export import export_model as run_export
-    from .interop.models import resolve_model
+    from .interop.lookup import resolve_model
 
     return run_export(resolve_model(str(model), results_dir, arch), fmt, Path(out) if out else None)
 

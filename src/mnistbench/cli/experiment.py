@@ -98,14 +98,14 @@ def run(
         plan = api.plan(experiment, seeds)  # three measured steps per distinct model/batch/precision
         exp, trials, estimates = plan.experiment, plan.trials, plan.estimates_s
         console.print(table(f"{exp.name}: {len(trials)} trials" + (" (phase one; the best are then rerun with "
-                                                                   "every seed)" if exp.select or exp.tuning else ""),
+                                                                   "held-out seeds)" if exp.protocol else ""),
                             ["#", "configuration", "seed", "model", "optimizer", "lr", "schedule", "batch",
                              "budget", "est. time"],
                             [(i + 1, label, s.seed, s.model, s.optimizer, s.lr, s.schedule, s.batch_size,
                               f"{s.steps} steps" if s.steps else f"{s.epochs:g} epochs", f"{est / 60:.1f} min")
                              for i, ((label, s), est) in enumerate(zip(trials, estimates))]))
         if plan.reruns_s:
-            console.print(f"then each configuration's best point is rerun with every held-out seed: "
+            console.print(f"then each group's winner is rerun with every held-out seed on the test set: "
                           f"{len(plan.reruns_s)} trials, about {sum(plan.reruns_s) / 60:.1f} min", highlight=False)
         total = sum(estimates) + sum(plan.reruns_s)
         console.print(f"estimated total: {total / 60:.1f} min on {plan.device} "

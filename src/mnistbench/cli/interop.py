@@ -49,7 +49,7 @@ def export(
 ):
     """Export a trained model as ONNX or a torch.export program, with a dynamic batch size."""
     from .. import api
-    from ..interop.models import resolve_model
+    from ..interop.lookup import resolve_model
 
     path = api.export_model(model, fmt, out, results_dir, arch)
     saved = resolve_model(model, results_dir, arch)

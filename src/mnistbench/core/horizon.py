@@ -21,9 +21,24 @@ class Horizon:
 
     steps_per_epoch: int
     total_steps: int
-    eval_every: int = 0  # steps between cadence evaluations until the target; 0: only at epoch ends
+    eval_every: int = 0  # the longest gap between cadence evaluations until the target; 0: only at epoch ends
     snapshot_every: int = 0  # steps between weight snapshots for the search; 0: no search (cadence is as fine)
     check_every: int = CHECK_EVERY
+    # Where in each epoch the cadence evaluates until the target (steps since the epoch began), the epoch's end
+    # always last; empty means (steps_per_epoch,). Counted from each epoch's start, so a cadence never lands
+    # one step before an epoch end (469 steps at 4 per epoch: 117, 234, 352, 469; not 117, ..., 468, 469).
+    cadence: tuple[int, ...] = ()
+
+    def _offsets(self) -> tuple[int, ...]:
+        return self.cadence or (self.steps_per_epoch,)
+
+    def next_cadence(self, step: int) -> int:
+        """The first cadence point after `step` (an epoch end at the latest)."""
+        start = step - step % self.steps_per_epoch
+        return start + next(o for o in self._offsets() if start + o > step)
+
+    def at_cadence(self, step: int) -> bool:
+        return step > 0 and (step - 1) % self.steps_per_epoch + 1 in self._offsets()
 
     @property
     def snapshots_per_interval(self) -> int:
@@ -35,13 +50,16 @@ class Horizon:
         targets we use usually are) or never: the cadence over the first epoch (or the budget, if shorter),
         then one evaluation at every epoch end, a cut last epoch included."""
         first_end = min(self.total_steps, self.steps_per_epoch)
-        fine = (first_end - 1) // self.eval_every if self.eval_every else 0
+        fine = sum(o < first_end for o in self._offsets())
         return fine + math.ceil(self.total_steps / self.steps_per_epoch)
 
     def expected_evaluations(self) -> float:
         """Full evaluations a run is expected to make, for the dry-run estimate: the curve's points plus one
-        snapshot search (at most log2 of the snapshots in a cadence interval)."""
-        search = math.ceil(math.log2(self.snapshots_per_interval)) if self.snapshot_every else 0
+        snapshot search, which scans the interval in order and stops at the first hit: half its bound when the
+        crossing is equally likely anywhere in the interval."""
+        from .target import max_search_evaluations  # the search's own rule, stated there
+
+        search = max_search_evaluations(self.snapshots_per_interval) / 2 if self.snapshot_every else 0
         return self.cadence_evaluations() + search
 
 
@@ -49,12 +67,18 @@ def horizon(spec, n_train: int) -> Horizon:
     """The horizon of `spec` trained on `n_train` images (the training split less any validation split)."""
     steps_per_epoch = math.ceil(n_train / spec.batch_size)
     total_steps = spec.steps or max(1, round((spec.epochs or 1) * steps_per_epoch))
-    eval_every = max(1, steps_per_epoch // EVALS_PER_EPOCH) if spec.eval_every is None else spec.eval_every
+    if spec.eval_every is None:  # EVALS_PER_EPOCH evenly spaced points, the last at the epoch's end
+        cadence = tuple(sorted({round(k * steps_per_epoch / EVALS_PER_EPOCH) for k in range(1, EVALS_PER_EPOCH + 1)}
+                               - {0}))
+    else:
+        cadence = tuple(range(spec.eval_every, steps_per_epoch, spec.eval_every)) if spec.eval_every else ()
+        cadence += (steps_per_epoch,)
+    eval_every = max(b - a for a, b in zip((0,) + cadence, cadence)) if spec.eval_every != 0 else 0
     fine = max(1, steps_per_epoch // SNAPSHOTS_PER_EPOCH)
     # Snapshots only pay when the cadence is coarser than the resolution asked for; with eval_every = 0
     # (epoch ends only, as the speedrun asks) no snapshots are kept: time-to-target is then per epoch.
     snapshot_every = fine if eval_every > fine else 0
-    return Horizon(steps_per_epoch, total_steps, eval_every, snapshot_every, CHECK_EVERY)
+    return Horizon(steps_per_epoch, total_steps, eval_every, snapshot_every, CHECK_EVERY, cadence)
 
 
 def cadence_text(eval_every: int | None) -> str:

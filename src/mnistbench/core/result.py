@@ -9,6 +9,13 @@ from .spec import TrialSpec
 
 Status = Literal["reached", "budget", "diverged", "failed", "pruned"]  # pruned: a tuning trial stopped as hopeless
 
+# What each status means, in one place; every module reads these sets instead of spelling its own.
+# Tuples, not sets: the store writes FINISHED into SQL, whose text must not change with Python's hash seed.
+FINISHED = ("reached", "budget", "diverged", "pruned")  # the attempt ended as designed: resume skips it
+MEASURED = ("reached", "budget", "diverged")  # counts in statistics (a crash or a pruned probe does not)
+COMPLETE = ("reached", "budget")  # trained to its end: a final accuracy, can win a choice, is worth keeping
+BROKEN = ("diverged", "failed")  # shown apart in tables and curves
+
 
 @dataclass
 class CurvePoint:

@@ -239,8 +239,8 @@ def _run_trial(spec: TrialSpec, data: Data | None, progress: Callable[[Progress]
         # budget, the divergence check and, until the target, the cadence evaluation and the next snapshot.
         epoch_end = step - in_epoch + steps_per_epoch
         stop = min(epoch_end, total_steps, next_multiple(h.check_every))
-        if crossing is None and h.eval_every:
-            stop = min(stop, next_multiple(h.eval_every))
+        if crossing is None:
+            stop = min(stop, h.next_cadence(step))
         if crossing is None and searching:
             stop = min(stop, next_multiple(h.snapshot_every))
         chunk_loss = torch.zeros((), device=device)
@@ -268,8 +268,7 @@ def _run_trial(spec: TrialSpec, data: Data | None, progress: Callable[[Progress]
             status = "diverged"
             eval_seconds += now() - eval_start
             break
-        at_eval = step in (epoch_end, total_steps) or (crossing is None and h.eval_every
-                                                       and step % h.eval_every == 0)
+        at_eval = step in (epoch_end, total_steps) or (crossing is None and h.at_cadence(step))
         if not at_eval:
             if crossing is None and searching and step % h.snapshot_every == 0:
                 snapshots.append(Snapshot.of(model, step, watch.elapsed))

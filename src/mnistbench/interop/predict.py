@@ -9,7 +9,7 @@ import numpy as np
 import torch
 
 from ..errors import BadInput
-from .models import SavedModel
+from ..core.checkpoint import SavedModel
 
 SIDE = 28  # MNIST's canvas
 BOX = 20  # MNIST's digits were scaled to fit a 20x20 box, keeping their aspect ratio

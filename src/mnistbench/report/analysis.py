@@ -13,11 +13,10 @@ from scipy import stats
 
 from ..core.models import MODELS
 from ..core.recipes import optimizer_title
-from ..core.result import TrialResult
+from ..core.result import COMPLETE, TrialResult
 from ..core.spec import TrialSpec
 from .significance import ALPHA  # noqa: F401  (ALPHA lives in significance.py; read here by comparison.py)
 
-FINISHED = ("reached", "budget", "diverged")  # runs that measured something; a "failed" run crashed
 
 
 def three_figures(x: float) -> int:
@@ -100,7 +99,7 @@ class Metric:
 
 def _finished_accuracy(r: TrialResult) -> float | None:
     # Diverged and failed runs have no meaningful final accuracy; they are counted in the status instead.
-    ok = r.status in ("reached", "budget") and r.final_accuracy is not None and math.isfinite(r.final_accuracy)
+    ok = r.status in COMPLETE and r.final_accuracy is not None and math.isfinite(r.final_accuracy)
     return r.final_accuracy if ok else None
 
 

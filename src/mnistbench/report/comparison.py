@@ -7,9 +7,9 @@ import math
 from dataclasses import dataclass
 from typing import Sequence
 
-from ..core.result import TrialResult
+from ..core.result import MEASURED, TrialResult
 from . import significance
-from .analysis import (ALPHA, FINISHED, METRICS, SHARED_FACTORS, TIMED_METRICS, Metric, Stat, describe_stat,
+from .analysis import (ALPHA, METRICS, SHARED_FACTORS, TIMED_METRICS, Metric, Stat, describe_stat,
                        environment_mix, metric_stat, mix_text, mixed_environments_allowed_now, target_text)
 from .estimates import Effect, Interval, difference, iqm, probability_of_improvement, ratio_of_times
 
@@ -205,7 +205,7 @@ def compare(a: Sequence[TrialResult], b: Sequence[TrialResult], metric: str = "a
     effect = improvement = standardized = statistic = p = None
     test, robustness, min_p, sentence = "", "", 1.0, ""
     if m.censored:
-        done = [[r for r in g if r.status in FINISHED] for g in (a, b)]
+        done = [[r for r in g if r.status in MEASURED] for g in (a, b)]
         na, nb = len(done[0]), len(done[1])
         ranked = [[v if (v := m.value(r)) is not None else math.inf for r in g] for g in done]
         if na and nb and (sa.n or sb.n):

@@ -16,12 +16,11 @@ from matplotlib.ticker import FuncFormatter, NullFormatter
 from .analysis import ConfigSummary, ThroughputRow, target_text, targets_text
 from .questions import BatchStudy
 from .comparison import Comparison
-from ..core.result import TrialResult
+from ..core.result import BROKEN, TrialResult
 
 # Figure + Agg canvas instead of pyplot: no global state, no GUI backend, safe next to a user's notebook.
 DPI = 130
 BAND = "shaded: min–max over seeds; dotted: runs that diverged or failed, on their own"
-BROKEN = ("diverged", "failed")
 Series = tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]  # x, mean, min, max
 
 

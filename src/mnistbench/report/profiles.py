@@ -12,8 +12,8 @@ from typing import Callable, Sequence
 import numpy as np
 
 from ..core.result import TrialResult
-from ..workloads.protocol import choices_from, tuned_key
-from ..workloads.tuning import CHOICE_RULES, Choice, TuningTrial, tuning_trials
+
+from ..workloads.tuning import CHOICE_RULES, Choice, TuningTrial, choices_from, tuned_key, tuning_trials
 from .analysis import (SHARED_FACTORS, describe_stat, environment_mix, metric_stat, mix_text,
                        mixed_environments_allowed_now, seconds_text, target_text)
 from .plots import FigurePaths, _colors, _figure, _save

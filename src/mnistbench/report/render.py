@@ -21,7 +21,7 @@ from ..errors import ResultsMissing
 from .plots import FigurePaths
 from ..core.horizon import cadence_text
 from .profiles import tuning_section
-from ..core.result import TrialResult
+from ..core.result import BROKEN, TrialResult
 
 TEMPLATES = Path(__file__).parent / "templates"
 
@@ -69,7 +69,7 @@ def _mean_ci(stat, metric: str, missing: str) -> str:
 
 
 def _row(s: ConfigSummary) -> Row:
-    broken = ", ".join(f"{n} {status}" for status, n in s.status_counts.items() if status in ("diverged", "failed"))
+    broken = ", ".join(f"{n} {status}" for status, n in s.status_counts.items() if status in BROKEN)
     return Row(s.label, s.optimizer_name, "✓" if s.batchnorm else "✗",
                "✗" if s.spec.schedule == "constant" else s.spec.schedule, s.spec.batch_size,
                _mean_ci(s.accuracy, "accuracy", "none finished"),

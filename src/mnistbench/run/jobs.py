@@ -14,7 +14,7 @@ from .experiments import Inference
 from ..core.hardware import resolve_threads, torch_threads
 from ..core.inference import InferenceResult, measure_inference
 from ..core.models import uses_channels_last
-from ..core.result import TrialResult
+from ..core.result import COMPLETE, TrialResult
 from ..core.spec import TrialSpec
 from ..core.trial import Progress, resolve_device, run_trial
 
@@ -37,7 +37,7 @@ class JobOutput:
     job: Job
     result: TrialResult
     inference: InferenceResult | None = None
-    # The saved-model file's bytes (interop.models.to_bytes), not a path: the driver alone writes to the
+    # The saved-model file's bytes (core.checkpoint.to_bytes), not a path: the driver alone writes to the
     # results folder, in the trial's transaction, and a Ray worker on another machine has no such folder.
     model_file: bytes | None = None
 
@@ -82,8 +82,8 @@ def execute(job: Job, progress: Callable[[Progress], None] | None = None) -> Job
         except Exception as exc:  # noqa: BLE001 - the trained result stands; the reason is stored with it
             result.error = f"inference measurement failed, the trained result is kept: {type(exc).__name__}: {exc}"
     model_file = None
-    if job.keep_model and result.status in ("reached", "budget"):  # a diverged model's weights are no use
-        from ..interop.models import to_bytes
+    if job.keep_model and result.status in COMPLETE:  # a diverged model's weights are no use
+        from ..core.checkpoint import to_bytes
 
         model_file = to_bytes(result.model, job.spec, data.mean, data.std)
     result.model = None  # modules never leave the process

@@ -16,14 +16,13 @@ from pathlib import Path
 from typing import Any, Iterator
 
 from ..errors import StoreError
-from ..core.result import TrialResult
+from ..core.result import FINISHED, TrialResult
 
 DB_NAME = "results.sqlite"
 # Test-only fault injection: with this set to N, a process writing a trial kills itself (SIGKILL) right after
 # the Nth statement of the trial's transaction, before COMMIT, so tests crash inside the commit itself.
 KILL_IN_WRITE = "MNISTBENCH_TEST_KILL_IN_WRITE"
 # "failed" trials are retried on the next run; "pruned" ones (stopped by a tuning protocol as hopeless) are not
-FINISHED = ("reached", "budget", "diverged", "pruned")
 
 SCHEMA_VERSION = 5  # PRAGMA user_version: 0 = the first layout (one row per trial), 2 = attempts, 3 = kept models,
 # 4 = the seeds a run asked for in a column of their own (they were a key slipped into the stored definition),

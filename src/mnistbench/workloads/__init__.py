@@ -2,7 +2,7 @@
 
 from .registry import WORKLOADS, Workload, apply_workload, resolve_workload
 from .search import Dimension, sample_points
-from .tuning import Prune, Tuning, choose_best, should_prune
+from .tuning import Prune, Select, Tuning, choose_best, should_prune
 
 __all__ = ["WORKLOADS", "Workload", "apply_workload", "resolve_workload", "Dimension", "sample_points",
-           "Prune", "Tuning", "choose_best", "should_prune"]
+           "Prune", "Select", "Tuning", "choose_best", "should_prune"]

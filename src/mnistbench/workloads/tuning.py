@@ -1,8 +1,10 @@
-"""The tuning protocol (DeepOBS, AlgoPerf): quasi-random search judged on a validation split only, the best
-point rerun with held-out seeds and reported on the test set, and the search's cost reported beside it.
+"""The one selection protocol (DESIGN rule 10; DeepOBS, AlgoPerf): candidates judged on a validation split with
+the tuning seeds only, a choice once every candidate of a group has finished, the chosen one rerun with held-out
+seeds and reported on the test set, and what the choice cost reported beside it. Two blocks declare it:
+`[tuning]` (a quasi-random search per configuration) and `[select]` (the best configuration per group).
 
-This module holds the rules (what a tuning block says, which trials it plans, which point wins, when a
-trial is hopeless, what the search cost); protocol.py runs them."""
+This module holds the rules (what a block says, which candidates it plans, which one wins, when a trial is
+hopeless, what the reruns are); run/protocol.py runs them."""
 
 from __future__ import annotations
 
@@ -12,7 +14,7 @@ from typing import TYPE_CHECKING, Any, Literal, Sequence
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
-from ..core.result import TrialResult
+from ..core.result import COMPLETE, FINISHED, TrialResult
 from ..core.spec import TrialSpec
 from ..errors import ConfigError
 from .search import Dimension, sample_points
@@ -21,7 +23,6 @@ if TYPE_CHECKING:
     from ..run.experiments.schema import Experiment
 
 NESTED = ("optimizer_args", "schedule_args")  # "optimizer_args.momentum" searches one option of the optimizer
-ELIGIBLE = ("reached", "budget")  # a diverged, failed or pruned trial cannot win
 
 
 class _Strict(BaseModel):
@@ -36,20 +37,47 @@ class Prune(_Strict):
     min_trials: int = Field(3, ge=1)
 
 
-class Tuning(_Strict):
+class Protocol(_Strict):
+    """What every choice shares: the seeds candidates are judged with, the rule that judges them, the held-out
+    seeds of the rerun (disjoint from the judging ones, so the winner's own trial is never among the reported)."""
+
+    seeds: int | None = Field(None, gt=0, description="held-out seeds of the rerun; default: the experiment's")
+    trial_seeds: int = Field(1, gt=0, le=1000, description="seeds per candidate (the score is their mean)")
+    # What the winner is judged by, on the validation split. A study that ranks techniques by time to target
+    # chooses by it too (AlgoPerf's rule), final validation accuracy breaking ties; one that ranks by accuracy
+    # chooses by accuracy. Choosing by one and ranking by the other favours whichever the choice fits.
+    choose_by: Literal["accuracy", "time_to_target"] = "accuracy"
+
+    def trial_seed_list(self) -> list[int]:
+        return list(range(self.trial_seeds))
+
+    def rerun_seed_list(self, seeds: int) -> list[int]:
+        """Seeds the choice never saw: the rerun's numbers start after the candidates' own."""
+        return list(range(self.trial_seeds, self.trial_seeds + seeds))
+
+    def rerun_label(self, group: str) -> str:
+        return f"{group} · tuned"
+
+
+class Select(Protocol):
+    """`[select]`: per `group_by`, the configuration that wins on the validation split, rerun with held-out
+    seeds on the test set (the notebook's advice to try several learning rates, done by the protocol)."""
+
+    group_by: list[str]
+    label: str = "best of {group}"
+
+    def rerun_label(self, group: str) -> str:
+        return group  # already "best lr for adam": the label the file gave the winner
+
+
+class Tuning(Protocol):
     """`tuning = { trials = 20, space = { lr = { low = 1e-4, high = 1, scale = "log" } }, seeds = 5 }`."""
 
     trials: int = Field(gt=0, le=10000, description="points of the search space tried per configuration")
     space: dict[str, Dimension]
-    seeds: int | None = Field(None, gt=0, description="held-out seeds of the rerun; default: the experiment's")
-    trial_seeds: int = Field(1, gt=0, le=1000, description="seeds per tuning point (the score is their mean)")
     search: Literal["halton", "sobol"] = "halton"
     seed: int = Field(0, ge=0, description="scrambles the quasi-random sequence")
     prune: Prune | None = None
-    # What the winning point is judged by, on the validation split. A study that ranks techniques by time to
-    # target chooses by it too (AlgoPerf's rule), final validation accuracy breaking ties; one that ranks by
-    # accuracy chooses by accuracy. Choosing by one and ranking by the other favours whichever the choice fits.
-    choose_by: Literal["accuracy", "time_to_target"] = "accuracy"
 
     @field_validator("space")
     @classmethod
@@ -63,13 +91,6 @@ class Tuning(_Strict):
             if not option and (head not in TrialSpec.model_fields or head == "seed"):
                 raise ValueError(f"space key '{key}' is not a trial field")
         return space
-
-    def trial_seed_list(self) -> list[int]:
-        return list(range(self.trial_seeds))
-
-    def rerun_seed_list(self, seeds: int) -> list[int]:
-        """Seeds the search never saw: the rerun's numbers start after the tuning trials' own."""
-        return list(range(self.trial_seeds, self.trial_seeds + seeds))
 
     def points(self) -> list[dict[str, float]]:
         return sample_points(self.space, self.trials, self.seed, self.search)
@@ -100,29 +121,61 @@ def with_point(fields: dict[str, Any], values: dict[str, float]) -> dict[str, An
     return out
 
 
+def _judging_fields(experiment: "Experiment", config) -> dict[str, Any]:
+    """A candidate's fields, evaluated on the validation split; refused before anything runs when there is no
+    such split, or when the file asks for the test set (a choice made there would be reported there too)."""
+    where = f"{experiment.source or experiment.name}: config '{config.label}'"
+    asked = {**experiment.defaults, **config.fields}
+    if asked.get("eval_on") == "test":
+        raise ConfigError(f"{where}: a choice is made on a validation split, and eval_on = \"test\" would make it "
+                          "on the test set it reports on", "set eval_on = \"val\" with val_size = N, or use a workload")
+    base = experiment.fields_for(config)
+    if not base.get("val_size"):
+        raise ConfigError(f"{where}: a choice is made on a validation split, and this configuration has none",
+                          "use a workload (workload = \"mnist\") or set val_size = N")
+    return {**base, "eval_on": "val"}
+
+
 def tuning_trials(experiment: "Experiment") -> list[TuningTrial]:
     """Every configuration x every search point x the tuning seeds, judged on the validation split."""
-    from ..run.experiments.schema import Config
-
     tuning = experiment.tuning
     points = tuning.points()
     out, seen = [], set()
     for config in experiment.configs():
-        base = experiment.fields_for(config)
-        if not base.get("val_size"):
-            raise ConfigError(f"{experiment.source or experiment.name}: config '{config.label}': tuning judges on a "
-                              "validation split, and this configuration has none",
-                              "use a workload (workload = \"mnist\") or set val_size = N")
+        base = _judging_fields(experiment, config)
         for i, values in enumerate(points):
             label = f"{config.label} · tuning {i + 1}: {point_text(values)}"
-            point_config = Config(label=label, group=config.group,
-                                  fields={**with_point(base, values), "eval_on": "val"})
             for seed in tuning.trial_seed_list():
-                spec = experiment.spec_for(point_config, seed)
+                spec = experiment.spec_from(label, with_point(base, values), seed)
                 if spec.id not in seen:  # rounding can merge two points of a small space: run it once
                     seen.add(spec.id)
                     out.append(TuningTrial(config.label, i, values, label, spec))
     return out
+
+
+def select_trials(experiment: "Experiment") -> list[TuningTrial]:
+    """Every configuration at the tuning seeds on the validation split, grouped by the `[select]` fields: the
+    candidates of each group are its configurations."""
+    select = experiment.select
+    out, points = [], {}
+    for config in experiment.configs():
+        fields = _judging_fields(experiment, config)
+        first = experiment.spec_from(config.label, fields, 0)
+        group = select.label.format(group=" + ".join(str(getattr(first, f)) for f in select.group_by))
+        point = points[group] = points.get(group, -1) + 1
+        values = {k: v for k, v in config.fields.items() if isinstance(v, (int, float)) and not isinstance(v, bool)}
+        for seed in select.trial_seed_list():
+            out.append(TuningTrial(group, point, values, config.label, experiment.spec_from(config.label, fields, seed)))
+    return out
+
+
+def candidates(experiment: "Experiment") -> list[TuningTrial]:
+    """What the experiment's protocol judges ([] for an experiment that chooses nothing)."""
+    if experiment.tuning:
+        return tuning_trials(experiment)
+    if experiment.select:
+        return select_trials(experiment)
+    return []
 
 
 @dataclass(frozen=True)
@@ -144,7 +197,7 @@ def validation_score(result: TrialResult) -> float | None:
     accuracy (`final_accuracy`), which the choice must not see."""
     if result.spec.eval_on != "val":
         raise ValueError(f"trial {result.spec.id} was evaluated on {result.spec.eval_on}, not on a validation split")
-    if result.status not in ELIGIBLE or not result.curve:
+    if result.status not in COMPLETE or not result.curve:
         return None
     return result.curve[-1].eval_accuracy
 
@@ -193,16 +246,63 @@ def should_prune(step: int, accuracy: float, earlier: Sequence[dict[int, float]]
 
 
 def search_keys(experiment: "Experiment | None") -> set[str]:
-    """The configuration keys of a tuned experiment's search points ({} for any other experiment)."""
-    if experiment is None or experiment.tuning is None:
+    """The configuration keys of an experiment's candidates ({} for one that chooses nothing)."""
+    if experiment is None:
         return set()
-    return {t.spec.config_key() for t in tuning_trials(experiment)}
+    return {t.spec.config_key() for t in candidates(experiment)}
 
 
 def beyond_search(summaries: Sequence, experiment: "Experiment | None") -> list:
-    """What a tuned experiment reports: the configurations the search chose, rerun with the held-out seeds. The
-    search points are single-seed probes judged on the validation split; they belong in the tuning table and
-    the sensitivity plots, not among the results compared (every probe against every other one would be
-    untestable single runs). Any other experiment reports every configuration."""
+    """What an experiment that chooses reports: the chosen configurations, rerun with the held-out seeds. The
+    candidates are probes judged on the validation split; they belong in the tuning table and the sensitivity
+    plots, not among the results compared (every probe against every other one would be untestable single
+    runs). Any other experiment reports every configuration."""
     search = search_keys(experiment)
     return [s for s in summaries if s.key not in search]
+
+
+def choices_from(experiment: "Experiment", results: dict[str, TrialResult],
+                 planned: list[TuningTrial] | None = None) -> list[Choice]:
+    """Each group's winner, from its finished candidates (validation split only); `results`: spec id -> result.
+    The runner and the report both choose here, so they always agree."""
+    planned = planned if planned is not None else candidates(experiment)
+    ids = {t.spec.id for t in planned}
+    finished = {i: r for i, r in results.items() if i in ids and r.status in FINISHED}
+    groups = list(dict.fromkeys(t.config for t in planned))
+    return [choose_best(g, planned, finished, experiment.protocol.choose_by) for g in groups]
+
+
+def complete_groups(planned: Sequence[TuningTrial], finished: set[str]) -> set[str]:
+    """Groups all of whose candidates are stored: only they may choose, so a resumed run picks the same winner
+    as an uninterrupted one."""
+    return {c for c in {t.config for t in planned} if all(t.spec.id in finished for t in planned if t.config == c)}
+
+
+def tuned_key(choice: Choice) -> str:
+    """The configuration key shared by the reruns of a winner (its spec, on the test set, any seed)."""
+    return choice.spec.model_copy(update={"eval_on": "test"}).config_key()
+
+
+def rerun_seeds(experiment: "Experiment", seeds: int | None) -> int:
+    """How many held-out seeds each winner is rerun with: --seeds, else the protocol block's, else the file's."""
+    return seeds or experiment.protocol.seeds or experiment.seeds
+
+
+def rerun_specs(experiment: "Experiment", choice: Choice, seeds: int | None) -> list[tuple[str, TrialSpec]]:
+    """The winner with every held-out seed, evaluated (and timed to the target) on the test set; the validation
+    images stay held out, so it trains on exactly the data the candidates trained on."""
+    fields = choice.spec.model_dump()
+    label = experiment.protocol.rerun_label(choice.config)
+    return [(label, TrialSpec(**{**fields, "eval_on": "test", "seed": s}))
+            for s in experiment.protocol.rerun_seed_list(rerun_seeds(experiment, seeds))]
+
+
+def planned_reruns(experiment: "Experiment", seeds: int | None) -> list[tuple[str, TrialSpec]]:
+    """Stand-ins for the reruns before the choice is made (for a dry run's estimate: the cost of a trial does
+    not depend on which candidate wins): each group's first candidate, every held-out seed."""
+    firsts = {}
+    for t in candidates(experiment):
+        firsts.setdefault(t.config, t)
+    protocol = experiment.protocol
+    return [(protocol.rerun_label(g), t.spec.model_copy(update={"eval_on": "test", "seed": s}))
+            for g, t in firsts.items() for s in protocol.rerun_seed_list(rerun_seeds(experiment, seeds))]

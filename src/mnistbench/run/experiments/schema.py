@@ -11,7 +11,8 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_valida
 
 from ...errors import ConfigError, MnistbenchError
 from ...core.spec import TrialSpec, describe_validation_error
-from ...workloads import Tuning, apply_workload
+from ...workloads import apply_workload
+from ...workloads.tuning import Protocol, Select, Tuning, candidates
 
 
 class _Strict(BaseModel):
@@ -58,14 +59,6 @@ class Inference(_Strict):
     warmup: int = Field(1, ge=0)
 
 
-class Select(_Strict):
-    """Two-phase study: pick per `group_by` the configuration with the best validation accuracy
-    (phase one runs with one seed on a held-out split), then rerun the winners with all seeds."""
-
-    group_by: list[str]
-    label: str = "best of {group}"
-
-
 class Experiment(_Strict):
     name: str
     description: str = ""
@@ -102,7 +95,7 @@ class Experiment(_Strict):
             raise ValueError("give either select (a grid, best per group) or tuning (a search per configuration)")
         for c in configs:  # fail now, before anything runs, on any invalid combination
             self.spec_for(c, seed=0)
-        if self.tuning:  # and on every point of the search space
+        if self.protocol:  # and on every candidate of the choice (a validation split, never the test set)
             self.trials()
         return self
 
@@ -117,9 +110,17 @@ class Experiment(_Strict):
         except MnistbenchError as exc:
             raise ConfigError(f"{where}{exc.message}", exc.hint) from None
 
+    @property
+    def protocol(self) -> Protocol | None:
+        """The block that makes a choice ([tuning] or [select]), if any: both follow workloads/tuning.py."""
+        return self.tuning or self.select
+
     def spec_for(self, config: Config, seed: int) -> TrialSpec:
-        where = f"{self.source}: config '{config.label}': " if self.source else f"config '{config.label}': "
-        fields = self.fields_for(config)
+        return self.spec_from(config.label, self.fields_for(config), seed)
+
+    def spec_from(self, label: str, fields: dict[str, Any], seed: int) -> TrialSpec:
+        """The TrialSpec of `fields` at `seed`; an error names the configuration `label`."""
+        where = f"{self.source}: config '{label}': " if self.source else f"config '{label}': "
         try:
             return TrialSpec(**{**fields, "seed": seed})
         except ValidationError as exc:
@@ -128,13 +129,11 @@ class Experiment(_Strict):
             raise ConfigError(f"{where}{exc.message}", exc.hint) from None
 
     def trials(self, seeds: int | None = None) -> list[tuple[str, TrialSpec]]:
-        """(label, spec) for every configuration and seed; with `select` or `tuning`, only phase one."""
-        if self.tuning:
-            from ...workloads.tuning import tuning_trials
-
-            return [(t.label, t.spec) for t in tuning_trials(self)]
-        n = 1 if self.select else (seeds or self.seeds)
-        return [(c.label, self.spec_for(c, s)) for c in self.configs() for s in range(n)]
+        """(label, spec) for every configuration and seed; with `select` or `tuning`, the candidates only (the
+        reruns depend on what they score: run/protocol.py plans them)."""
+        if self.protocol:
+            return [(t.label, t.spec) for t in candidates(self)]
+        return [(c.label, self.spec_for(c, s)) for c in self.configs() for s in range(seeds or self.seeds)]
 
 
 def parse_experiment(text: str, source: str) -> Experiment:

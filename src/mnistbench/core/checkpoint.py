@@ -1,25 +1,21 @@
-"""Saved models: the trained weights with the spec and the input statistics beside them, written atomically,
-and found again from a checkpoint path or EXPERIMENT:LABEL[:SEED] in a results folder."""
+"""Checkpoint files that describe themselves: the trained weights with the spec and the input statistics beside
+them, as plain tensors and strings (loadable with weights_only=True), and read back from a path."""
 
 from __future__ import annotations
 
-import hashlib
 import io
 import json
-import uuid
 from dataclasses import dataclass
 from pathlib import Path
 
 import torch
 from torch import nn
 
-from ..core.models import MODELS, build_model
-from ..core.spec import TrialSpec
 from ..errors import BadInput
-from ..files import write_atomic
+from .models import MODELS, build_model
+from .spec import TrialSpec
 
 FORMAT = "mnistbench-model/1"
-MODELS_DIR = "models"  # inside a results folder: models/EXPERIMENT/SPEC_ID-ATTEMPT.pt
 
 
 @dataclass
@@ -52,22 +48,6 @@ def to_bytes(model: nn.Module, spec: TrialSpec, mean: float, std: float) -> byte
     return buffer.getvalue()
 
 
-def keep(results_dir: Path, experiment: str, spec_id: str, data: bytes) -> tuple[str, str]:
-    """Write a trial's model under a new name (an earlier attempt's file stays valid until the store row
-    moves to this one); returns (path relative to the results folder, sha256) for the store."""
-    relative = Path(MODELS_DIR) / experiment / f"{spec_id}-{uuid.uuid4().hex[:8]}.pt"
-    return relative.as_posix(), write_atomic(Path(results_dir) / relative, data)
-
-
-def forget_others(results_dir: Path, kept: str) -> None:
-    """After the store names `kept`, files of other attempts of the same trial are leftovers: remove them."""
-    path = Path(results_dir) / kept
-    spec_id = path.name.rsplit("-", 1)[0]
-    for other in path.parent.glob(f"{spec_id}-*.pt"):
-        if other != path:
-            other.unlink(missing_ok=True)
-
-
 def load_file(path: Path, model: str | None = None, dataset: str | None = None) -> SavedModel:
     """A saved model, or a bare state_dict (`train --save-checkpoint`), which needs the model's name."""
     try:
@@ -96,37 +76,3 @@ def load_file(path: Path, model: str | None = None, dataset: str | None = None) 
         spec = TrialSpec(model=model, dataset=name)
         return SavedModel(spec, *mean_std, blob, str(path))
     raise BadInput(f"{path} is not a mnistbench model", "pass a .pt written by run --keep-models or train")
-
-
-def resolve_model(ref: str, results_dir: Path | str, model: str | None = None,
-                  dataset: str | None = None) -> SavedModel:
-    """MODEL as the user gives it: a file path, or EXPERIMENT:LABEL[:SEED] (default: the lowest kept seed)."""
-    if Path(ref).exists() or ":" not in ref:
-        return load_file(Path(ref), model, dataset)
-    from ..run.store import ResultStore
-
-    experiment, _, rest = ref.partition(":")
-    label, seed = rest, None
-    head, _, tail = rest.rpartition(":")
-    if head and tail.isdigit():
-        label, seed = head, int(tail)
-    store = ResultStore(results_dir, readonly=True)
-    try:
-        kept = store.kept_models(experiment, label)
-        labels = store.labels_with_models(experiment)
-    finally:
-        store.close()
-    if not kept:
-        raise BadInput(f"no kept model for '{label}' in experiment '{experiment}' ({results_dir})",
-                       f"kept: {', '.join(labels)}" if labels else
-                       f"run `mnistbench run {experiment} --keep-models --rerun` to keep the trained models")
-    chosen = next((k for k in kept if k[0] == seed), None) if seed is not None else kept[0]
-    if chosen is None:
-        raise BadInput(f"no kept model for '{label}' seed {seed}", f"kept seeds: {', '.join(str(k[0]) for k in kept)}")
-    path = Path(results_dir) / chosen[1]
-    if not path.exists() or hashlib.sha256(path.read_bytes()).hexdigest() != chosen[2]:
-        raise BadInput(f"the model file of {ref} is missing or does not match the store",
-                       f"rerun that trial: `mnistbench run {experiment} --keep-models --rerun`")
-    saved = load_file(path, model, dataset)
-    saved.origin = f"{experiment}:{label}:{chosen[0]}"
-    return saved
