@@ -12,6 +12,7 @@ from typing import Callable
 
 from .report.analysis import ConfigSummary, ThroughputRow, mix_text, revision_text, summarize
 from .errors import BadInput, ResultsMissing
+from pydantic import ValidationError
 from .run.executors import EXECUTORS
 from .run.experiments import Experiment, load_experiment
 from .core.inference import InferenceResult
@@ -273,15 +274,22 @@ def plan(experiment: str | Experiment, seeds: int | None = None) -> Plan:
 
 def run(experiment: str | Experiment, seeds: int | None = None, results_dir: Path | str = DEFAULT_RESULTS,
         executor: str = "local", workers: int = 1, address: str | None = None, rerun: bool = False,
-        on_event: Callable[[RunEvent], None] | None = None, progress=None, keep_models: bool = False) -> Results:
+        on_event: Callable[[RunEvent], None] | None = None, progress=None, keep_models: bool = False,
+        max_seeds: int | None = None) -> Results:
     """Run (or resume) an experiment and return its results table. `keep_models` keeps each trial run now
-    in RESULTS/models/, with its spec, for `predict` and `export_model`."""
+    in RESULTS/models/, with its spec, for `predict` and `export_model`. `max_seeds`: add seeds in rounds, only
+    to configurations in an undecided comparison, until every comparison is decided or each has `max_seeds`
+    (report/sequential.py; `run --until-decided`)."""
     exp = experiment if isinstance(experiment, Experiment) else load_experiment(experiment)
-    check([spec for _, spec in exp.trials(seeds)])  # bad input stops here, before a store or a trial
+    if max_seeds is not None:
+        exp = until_decided(exp, max_seeds, seeds)
+    check([spec for _, spec in exp.trials(exp.sequential.max_seeds if exp.sequential else seeds)])  # before a store
     store = ResultStore(results_dir)
     try:
         backend = EXECUTORS.get(executor).build(workers=workers, address=address, progress=progress)
         summary: RunSummary = run_experiment(exp, store, backend, seeds, rerun, on_event, keep_models=keep_models)
+        if exp.sequential:
+            _add_seeds_until_decided(exp, store, backend, on_event, summary, keep_models)
     finally:
         store.close()
     try:
@@ -290,6 +298,45 @@ def run(experiment: str | Experiment, seeds: int | None = None, results_dir: Pat
         results = Results(exp.name, [], [], len(exp.trials(seeds)))
     results.run_summary = summary
     return results
+
+
+def until_decided(exp: Experiment, max_seeds: int, seeds: int | None = None) -> Experiment:
+    """The experiment with a sequential block: first look at `seeds` (or the file's), at most `max_seeds`."""
+    from .run.experiments.schema import parse_experiment
+
+    if exp.protocol:
+        raise BadInput(f"--until-decided compares fixed configurations; '{exp.name}' makes a choice first "
+                       "([tuning] or [select])", "give its reruns more seeds with --seeds instead")
+    fields = exp.model_dump(mode="json", exclude={"source"})
+    fields["sequential"] = {**(fields.get("sequential") or {}), "max_seeds": max_seeds, "start": seeds or exp.seeds}
+    try:
+        return Experiment(**{**fields, "source": exp.source})
+    except ValidationError as exc:
+        raise BadInput(f"--max-seeds {max_seeds}: {exc.errors()[0]['msg'].removeprefix('Value error, ')}",
+                       "give a --max-seeds above the seeds of the first look") from None
+
+
+def _add_seeds_until_decided(exp: Experiment, store: ResultStore, backend, on_event, summary: RunSummary,
+                             keep_models: bool) -> None:
+    """Looks after the first: replay the sequence on what is stored, run the seeds the next look needs for the
+    configurations still in an open comparison, and again, until the replay ends (report/sequential.py)."""
+    from .report.sequential import replay
+    from .run.phases import run_phase
+
+    seq = exp.sequential
+    labels = {spec.config_key(): label for label, spec in exp.trials(1)}
+    while True:
+        stored = [s.result for s in store.trials(exp.name)]
+        record = replay(stored, seq.start or exp.seeds, seq.max_seeds, seq.step, labels, exp.questions)
+        if record.finished:
+            return
+        todo = [(label, spec) for label, spec in exp.trials(record.next_seeds)
+                if spec.config_key() in record.next_configs]
+        ran = summary.ran
+        run_phase(f"until decided: {record.next_seeds} seeds", exp, todo, store, backend, False, on_event, summary,
+                  keep_models)
+        if summary.ran == ran:  # another process holds them, or they keep failing: stop, a later run resumes
+            return
 
 
 def write_report(experiment: str | Experiment, results_dir: Path | str = DEFAULT_RESULTS,

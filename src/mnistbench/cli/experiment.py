@@ -9,6 +9,7 @@ from typing import Optional
 
 import typer
 
+from ..errors import BadInput
 from .console import console, table
 
 ResultsDir = typer.Option(Path("mnistbench-results"), "--results", help="Results folder (one SQLite store).")
@@ -89,6 +90,11 @@ def run(
     address: Optional[str] = typer.Option(None, help="address of an existing Ray cluster"),
     keep_models: bool = typer.Option(False, "--keep-models", help="keep each trained model (with its spec) in "
                                      "RESULTS/models/ for predict and export; stored trials are not rerun for it"),
+    until_decided: bool = typer.Option(False, "--until-decided", help="after the first --seeds, add a seed at a "
+                                       "time to configurations in an undecided comparison, keeping the report's "
+                                       "5% family-wise error, until all are decided or --max-seeds"),
+    max_seeds: Optional[int] = typer.Option(None, "--max-seeds", min=2, help="with --until-decided: the most "
+                                            "seeds a configuration gets"),
 ):
     """Run an experiment, resuming: trials already stored are skipped."""
     from .. import api
@@ -111,7 +117,11 @@ def run(
         console.print(f"estimated total: {total / 60:.1f} min on {plan.device} "
                       "(from 3 measured steps per model; evaluation included)", highlight=False)
         return
+    if until_decided != (max_seeds is not None):
+        raise BadInput("--until-decided and --max-seeds go together", "give both, e.g. --until-decided --max-seeds 8")
     exp = api.load_experiment(experiment)
+    if until_decided:
+        exp = api.until_decided(exp, max_seeds, seeds)
     started = time.perf_counter()
     with live_bars() as bars:
         overall = {}

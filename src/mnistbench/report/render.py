@@ -17,6 +17,7 @@ from .analysis import (METRICS, ConfigSummary, ThroughputRow, describe_stat, mix
 from .comparison import RANK, Comparison
 from .decisions import Decisions, conclusions, decide, family
 from .questions import FACTORS, Question, batch_studies, questions
+from .sequential import replay, sequential_decisions, stopping_rows
 from ..errors import ResultsMissing
 from .plots import FigurePaths
 from ..core.horizon import cadence_text
@@ -111,8 +112,10 @@ def _resolution_text(results: Sequence[TrialResult]) -> str:
         return ", so a time to target is known to within one evaluation interval."
     steps = max(r.target_resolution_steps for r in searched)
     seconds = max(r.target_resolution_s for r in searched)
-    return (". When an evaluation first meets the target, a binary search over weight snapshots kept between it "
-            "and the last evaluation that missed finds the crossing, so a time to target is resolved to within "
+    return (". When an evaluation first meets the target, the weight snapshots kept between it and the last "
+            "evaluation that missed are evaluated in order and the first that meets it is the crossing (trials "
+            "stored before revision bc216fc bisected them instead, which can land on a later crossing when accuracy "
+            "dips), so a time to target is resolved to within "
             f"{steps} step{'s' * (steps != 1)} ({seconds:.2g} s of timed training at most, over "
             f"{len(searched)} trial{'s' * (len(searched) != 1)}).")
 
@@ -244,7 +247,14 @@ def write_report(experiment: str, results: list[TrialResult], out_dir: Path, lab
     with mixed_environments_allowed(allow_mixed):
         qs, studies = questions(summaries), batch_studies(summaries)
         tuning = tuning_section(definition, results, out_dir / "figures")
-    decisions = decide(qs, studies, order=definition.questions if definition is not None else ())
+    order = definition.questions if definition is not None else ()
+    decisions = decide(qs, studies, order=order)
+    stops = []
+    if definition is not None and definition.sequential:  # the looks of `run --until-decided`, replayed
+        seq = definition.sequential
+        record = replay(results, seq.start or definition.seeds, seq.max_seeds, seq.step, labels, order)
+        decisions = sequential_decisions(qs, studies, decisions, record)
+        stops = stopping_rows(record)
     made = _figures(summaries, qs, studies, list(inference or []), out_dir / "figures")
     compared = [*family(qs, studies), *(s.comparison for s in studies if s.comparison and s.comparison.exploratory)]
     if any(c.effect for c in compared):
@@ -262,7 +272,7 @@ def write_report(experiment: str, results: list[TrialResult], out_dir: Path, lab
         "conclusions": conclusions(qs, studies, decisions), "effect": lambda c: effect_text(c, decisions),
         "verdict": lambda c: verdict(c, decisions), "tuning": tuning,
         "provenance": _provenance(summaries), "allow_mixed": allow_mixed,
-        "undefined": [(s.label, s.n) for s in undefined],
+        "undefined": [(s.label, s.n) for s in undefined], "stops": stops,
     }
     env = Environment(loader=FileSystemLoader(TEMPLATES), autoescape=lambda name: name.endswith(".html.j2"),
                       trim_blocks=True, lstrip_blocks=True)

@@ -59,6 +59,15 @@ class Inference(_Strict):
     warmup: int = Field(1, ge=0)
 
 
+class Sequential(_Strict):
+    """Seeds added in rounds until every comparison is decided or `max_seeds` is reached (`run --until-decided`).
+    The stopping rule is report/sequential.py's; the experiment's `seeds` is the first look."""
+
+    max_seeds: int = Field(gt=1, le=1000)
+    step: int = Field(1, gt=0, description="seeds added to each undecided configuration per round")
+    start: int | None = Field(None, gt=0, description="seeds at the first look; default: the experiment's")
+
+
 class Experiment(_Strict):
     name: str
     description: str = ""
@@ -72,6 +81,7 @@ class Experiment(_Strict):
     # The order in which the report asks its questions (report/decisions.py): the first gets the full 5% level,
     # each next one only once the one before is decided. Empty: all at once, under Holm's correction.
     questions: list[Literal["optimizer", "model", "schedule"]] = Field(default_factory=list)
+    sequential: Sequential | None = None  # add seeds until decided (run --until-decided --max-seeds N)
     source: str = ""  # where it was read from, for messages
     # Spec defaults of the code that stored this definition, where they differ from today's: a stored definition
     # expands as it ran (a field it leaves unset takes the default of its day), beneath everything it sets.
@@ -91,6 +101,13 @@ class Experiment(_Strict):
                 raise ValueError(f"inference names config '{inf.config}', which is not defined")
         if len(set(self.questions)) != len(self.questions):
             raise ValueError(f"questions names a question twice: {', '.join(self.questions)}")
+        first = self.sequential and (self.sequential.start or self.seeds)
+        if self.sequential and self.sequential.max_seeds <= first:
+            raise ValueError(f"sequential.max_seeds ({self.sequential.max_seeds}) must be above the {first} seeds "
+                             "of the first look")
+        if self.sequential and self.protocol:
+            raise ValueError("sequential seeds are for comparisons of fixed configurations, not for a choice "
+                             "([tuning] or [select]): give the reruns more seeds with `seeds` instead")
         if self.select and self.tuning:
             raise ValueError("give either select (a grid, best per group) or tuning (a search per configuration)")
         for c in configs:  # fail now, before anything runs, on any invalid combination
