@@ -4,6 +4,8 @@ PYTHON ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
 SEEDS ?= 1
+# `make run PRECISION=auto`: bf16 where the CPU computes it natively (AVX-512 BF16, AMX), else fp32.
+PRECISION ?=
 
 .PHONY: run test smoke clean
 
@@ -22,7 +24,7 @@ $(BIN)/mnistbench-test-installed: $(BIN)/mnistbench-installed
 # The main job: the seed notebook, every experiment of it, then its report.
 run: $(BIN)/mnistbench-installed
 	$(BIN)/mnistbench data fetch mnist
-	$(BIN)/mnistbench run seed --seeds $(SEEDS)
+	$(BIN)/mnistbench run seed --seeds $(SEEDS) $(if $(PRECISION),--set precision=$(PRECISION))
 	$(BIN)/mnistbench report seed
 
 test: $(BIN)/mnistbench-test-installed

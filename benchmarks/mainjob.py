@@ -1,5 +1,6 @@
 """The main job, both ways, side by side: for every configuration of the `seed` experiment, the seed
-notebook's own pipeline and loop against mnistbench's trial, for the same number of epochs, in fp32.
+notebook's own pipeline and loop against mnistbench's trial, for the same number of epochs; the notebook in fp32,
+as it runs, mnistbench in fp32 or, with --precision auto, in bf16 where the CPU computes it natively.
 
 (a) the notebook's way, as its code runs it: a torchvision-style MNIST Dataset that makes a PIL image of each
     sample, then ToTensor and Normalize((0.1307,), (0.3081,)), through a DataLoader (shuffle, num_workers=0,
@@ -23,6 +24,7 @@ alternate which goes first from one configuration to the next, so drift on a sha
     python benchmarks/mainjob.py                             # the whole experiment, its own epochs (hours)
     python benchmarks/mainjob.py --epochs 1                  # every configuration cut to one epoch
     python benchmarks/mainjob.py --epochs 0.2 --configs 2    # a few minutes: the first two, a fifth of an epoch
+    python benchmarks/mainjob.py --epochs 1 --precision auto # mnistbench in bf16 on AVX-512 BF16 / AMX CPUs
 """
 
 from __future__ import annotations
@@ -44,6 +46,7 @@ sys.path.insert(0, str(Path(__file__).parent))
 from peak import matmul_peak  # noqa: E402
 
 from mnistbench import load, run_trial  # noqa: E402
+from mnistbench.core.hardware import resolve_precision  # noqa: E402
 from mnistbench.core.models import build_model, flops_per_image  # noqa: E402
 from mnistbench.core.spec import TrialSpec  # noqa: E402
 from mnistbench.data import fetch, read_pair  # noqa: E402
@@ -162,14 +165,17 @@ def main() -> None:
     parser.add_argument("--configs", type=int, default=None, help="run only the first N configurations")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--threads", type=int, default=None)
+    parser.add_argument("--precision", default="fp32", help="mnistbench's side only (fp32, bf16, auto: bf16 where "
+                        "the CPU computes it natively); the notebook's side stays fp32, as the notebook runs")
     args = parser.parse_args()
     if args.threads:
         torch.set_num_threads(args.threads)
 
     trials = load_experiment("seed").trials(1)[:args.configs]
-    specs = {label: spec.model_copy(update={"seed": args.seed, "threads": args.threads,
-                                            **({"epochs": args.epochs} if args.epochs else {})})
+    specs = {label: TrialSpec(**{**spec.model_dump(), "seed": args.seed, "threads": args.threads,
+                                 "precision": args.precision, **({"epochs": args.epochs} if args.epochs else {})})
              for label, spec in trials}
+    notebook_specs = {label: spec.model_copy(update={"precision": "fp32"}) for label, spec in specs.items()}
     start = time.perf_counter()
     notebook_datasets()  # timed once here for the loading line; each child process builds its own
     notebook_load = time.perf_counter() - start
@@ -180,7 +186,7 @@ def main() -> None:
 
     rows = {}
     for i, (label, spec) in enumerate(specs.items()):
-        ways = [("notebook", lambda: notebook_way_fresh(spec, spec.epochs)),
+        ways = [("notebook", lambda: notebook_way_fresh(notebook_specs[label], spec.epochs)),
                 ("mnistbench", lambda: mnistbench_way(spec, data))]
         got = {name: way() for name, way in (ways if i % 2 == 0 else ways[::-1])}
         rows[label] = got
@@ -190,8 +196,12 @@ def main() -> None:
               f"acc {mb.accuracy:.4f}; estimated {estimates[label]:.1f} s)", flush=True)
 
     peak = matmul_peak(torch.float32)
-    print(f"\nseed experiment, fp32, seed {args.seed}, {torch.get_num_threads()} threads, "
-          f"epochs: {args.epochs or 'as defined'}; fp32 matmul peak measured: {peak / 1e9:.0f} GFLOP/s")
+    resolved = resolve_precision(args.precision, torch.device("cpu"))
+    bf16 = f", bf16 {matmul_peak(torch.bfloat16) / 1e9:.0f}" if resolved == "bf16" else ""
+    print(f"\nseed experiment, notebook fp32, mnistbench {args.precision}"
+          + (f" (resolved to {resolved})" if args.precision == "auto" else "")
+          + f", seed {args.seed}, {torch.get_num_threads()} threads, epochs: {args.epochs or 'as defined'}; "
+          f"matmul peak measured: fp32 {peak / 1e9:.0f} GFLOP/s{bf16} (% peak below: of fp32)")
     head = (f"{'configuration':40s} {'notebook s: train':>17s} {'eval':>6s} {'wall':>7s} | {'mnistbench s: train':>19s} "
             f"{'eval':>6s} {'wall':>7s} {'est.':>7s} | {'wall ratio':>10s} | {'% peak nb':>9s} {'mb':>6s}")
     print(head)

@@ -364,3 +364,18 @@ def test_api_run_returns_results_with_rows(synthetic_name, tmp_path):
     assert len(res.trials) == 2 and res.run_summary.ran == 2
     again = api.load_results("tiny", tmp_path / "r")
     assert [r.configuration for r in again.rows] == ["sgd", "adam"]
+
+
+def test_set_overrides_every_configuration_and_is_stored_with_the_definition(synthetic_name, tmp_path):
+    """`run --set FIELD=VALUE` (the main job's fast path: `--set precision=auto`) applies over every
+    configuration's own fields, is validated like the file, and the stored definition says what ran."""
+    path = write_experiment(tmp_path, synthetic_name, name="over", seeds=1, configs=2, steps=20)
+    proc = cli("run", path, "--set", "steps=6", "--set", "precision=auto", "--results", tmp_path / "r")
+    assert proc.returncode == 0, proc.stderr
+    res = api.load_results("over", tmp_path / "r")
+    assert {t.spec.steps for t in res.trials} == {6} and {t.spec.precision for t in res.trials} == {"auto"}
+    assert res.definition.overrides == {"steps": 6, "precision": "auto"} and not res.partial
+    for bad, fragment in (("nosuch=1", "nosuch"), ("precision=fp8", "precision"), ("steps", "KEY=VALUE")):
+        proc = cli("run", path, "--set", bad, "--results", tmp_path / "bad")
+        assert_one_line_error(proc, fragment)
+    assert not (tmp_path / "bad").exists()

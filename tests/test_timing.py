@@ -171,3 +171,22 @@ def test_divergence_after_the_target_ends_the_trial(synthetic_name, data, monkey
     result = run_trial(s, data)
     assert result.status == "diverged" and result.steps_to_target is not None
     assert result.steps_to_target < 100 < result.steps <= 125 < 150
+
+
+def test_the_search_asks_only_whether_a_snapshot_meets_the_target_and_stops_when_decided(synthetic_name, data):
+    """meets_target gives evaluate()'s answer at every target, reading fewer batches when the answer is early."""
+    from mnistbench.core.trial import autocast_for, correct_needed, evaluate, meets_target
+
+    model = build_model("compact")
+    held_out = data.test
+    accuracy = evaluate(model, held_out, 50, autocast_for("fp32", torch.device("cpu")))[0]
+    n = len(held_out)
+    for target in sorted({0.0, 0.1, accuracy - 1 / n, accuracy, accuracy + 1 / n, 0.97, 1.0}):
+        target = min(1.0, max(0.0, target))
+        assert meets_target(model, held_out, 50, autocast_for("fp32", torch.device("cpu")), target) == (accuracy >= target)
+    calls = []
+    model.register_forward_hook(lambda *_: calls.append(1))
+    meets_target(model, held_out, 50, autocast_for("fp32", torch.device("cpu")), 0.999)  # an untrained model: far off
+    assert len(calls) < math.ceil(n / 50)
+    assert [correct_needed(t, 10000) for t in (0.97, 0.9, 0.29)] == [9700, 9000, 2900]
+    assert all(c / 10000 >= t > (c - 1) / 10000 for t in (0.97, 0.9, 0.29, 0.57) for c in [correct_needed(t, 10000)])

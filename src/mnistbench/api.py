@@ -11,7 +11,7 @@ from statistics import fmean, stdev
 from typing import Callable
 
 from .report.analysis import ConfigSummary, ThroughputRow, mix_text, revision_text, summarize
-from .errors import BadInput, ResultsMissing
+from .errors import BadInput, ConfigError, ResultsMissing
 from pydantic import ValidationError
 from .run.executors import EXECUTORS
 from .run.experiments import Experiment, load_experiment
@@ -300,10 +300,22 @@ def run(experiment: str | Experiment, seeds: int | None = None, results_dir: Pat
     return results
 
 
+def with_overrides(exp: Experiment, overrides: dict) -> Experiment:
+    """The experiment with `overrides` (spec field -> value) over every configuration's fields (`run --set`),
+    validated like the file: an unknown field or a bad value is one ConfigError before anything runs."""
+    fields = exp.model_dump(mode="json", exclude={"source"})
+    fields["overrides"] = {**fields.get("overrides", {}), **overrides}
+    source = f"{exp.source or exp.name} with --set {', '.join(f'{k}={v}' for k, v in overrides.items())}"
+    try:
+        return Experiment(**{**fields, "source": source})
+    except ValidationError as exc:
+        from .core.spec import describe_validation_error
+
+        raise ConfigError(describe_validation_error(exc, where=f"{source}: ")) from None
+
+
 def until_decided(exp: Experiment, max_seeds: int, seeds: int | None = None) -> Experiment:
     """The experiment with a sequential block: first look at `seeds` (or the file's), at most `max_seeds`."""
-    from .run.experiments.schema import parse_experiment
-
     if exp.protocol:
         raise BadInput(f"--until-decided compares fixed configurations; '{exp.name}' makes a choice first "
                        "([tuning] or [select])", "give its reruns more seeds with --seeds instead")
@@ -332,9 +344,10 @@ def _add_seeds_until_decided(exp: Experiment, store: ResultStore, backend, on_ev
             return
         todo = [(label, spec) for label, spec in exp.trials(record.next_seeds)
                 if spec.config_key() in record.next_configs]
-        ran = summary.ran
+        ran, skipped = summary.ran, summary.skipped
         run_phase(f"until decided: {record.next_seeds} seeds", exp, todo, store, backend, False, on_event, summary,
                   keep_models)
+        summary.skipped = skipped  # the earlier looks' trials, counted as stored once already
         if summary.ran == ran:  # another process holds them, or they keep failing: stop, a later run resumes
             return
 

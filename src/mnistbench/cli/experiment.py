@@ -95,11 +95,17 @@ def run(
                                        "5% family-wise error, until all are decided or --max-seeds"),
     max_seeds: Optional[int] = typer.Option(None, "--max-seeds", min=2, help="with --until-decided: the most "
                                             "seeds a configuration gets"),
+    overrides: list[str] = typer.Option([], "--set", metavar="FIELD=VALUE", help="a trial field for every "
+                                        "configuration, over the file's (repeatable): --set precision=auto"),
 ):
     """Run an experiment, resuming: trials already stored are skipped."""
     from .. import api
     from .progress import TrialBar, live_bars
 
+    if overrides:
+        from .train import parse_assignments
+
+        experiment = api.with_overrides(api.load_experiment(experiment), parse_assignments(overrides, "--set"))
     if dry_run:
         plan = api.plan(experiment, seeds)  # three measured steps per distinct model/batch/precision
         exp, trials, estimates = plan.experiment, plan.trials, plan.estimates_s
@@ -119,7 +125,7 @@ def run(
         return
     if until_decided != (max_seeds is not None):
         raise BadInput("--until-decided and --max-seeds go together", "give both, e.g. --until-decided --max-seeds 8")
-    exp = api.load_experiment(experiment)
+    exp = experiment if not isinstance(experiment, str) else api.load_experiment(experiment)
     if until_decided:
         exp = api.until_decided(exp, max_seeds, seeds)
     started = time.perf_counter()

@@ -82,6 +82,9 @@ class Experiment(_Strict):
     # each next one only once the one before is decided. Empty: all at once, under Holm's correction.
     questions: list[Literal["optimizer", "model", "schedule"]] = Field(default_factory=list)
     sequential: Sequential | None = None  # add seeds until decided (run --until-decided --max-seeds N)
+    # `run --set FIELD=VALUE`: spec fields over every configuration's own (precision = "auto" for the fast path),
+    # validated like the file and stored with the definition, so results and the report say what ran.
+    overrides: dict[str, Any] = Field(default_factory=dict)
     source: str = ""  # where it was read from, for messages
     # Spec defaults of the code that stored this definition, where they differ from today's: a stored definition
     # expands as it ran (a field it leaves unset takes the default of its day), beneath everything it sets.
@@ -123,7 +126,7 @@ class Experiment(_Strict):
         """The configuration's spec fields over the defaults, a `workload` expanded into what it fixes."""
         where = f"{self.source}: config '{config.label}': " if self.source else f"config '{config.label}': "
         try:
-            return {**self.spec_defaults, **apply_workload({**self.defaults, **config.fields})}
+            return {**self.spec_defaults, **apply_workload({**self.defaults, **config.fields, **self.overrides})}
         except MnistbenchError as exc:
             raise ConfigError(f"{where}{exc.message}", exc.hint) from None
 
