@@ -112,7 +112,7 @@ def _time_sentence(c: dict, target: str, m: Metric) -> str:
         return _describe(s, m) + ("" if s.n == n else f" ({s.n} of {n} seeds reached it)")
 
     parts = [f"95% CI {factor_text(low)}–{factor_text(high)}", f"{times(sf, nf)} against {times(ss, ns)}",
-             _ns(c["na"], c["nb"]), _dominance(fast, slow, p_imp, "sooner"),
+             _ns(nf, ns), _dominance(fast, slow, p_imp, "sooner"),
              _test_text(c["test"], c["p"], c["robustness"])]
     return f"{fast} reached {target} {factor_text(factor)} sooner than {slow} ({'; '.join(x for x in parts if x)})."
 

@@ -189,7 +189,9 @@ def conclusions(qs: Sequence[Question], studies: Sequence[BatchStudy], decisions
     if open_:
         def need(c: Comparison) -> str:
             n = decisions[c].seeds_needed
-            return f"≥ {n} seeds a side would decide it" if n else "no effect seen to size a study on"
+            if n:
+                return f"≥ {n} seeds a side would decide it"
+            return "no effect seen to size a study on" if not c.standardized else "more than 1,000 seeds a side"
         items = "; ".join(f"{c.a_label} vs {c.b_label} on {c.noun} ({', '.join(x for x in (effect_short(c), need(c)) if x)})"
                           for c in open_)
         out.append(f"Undecided, with the seeds a side that would decide each at {POWER:.0%} power if the observed "
