@@ -82,7 +82,7 @@ def data_info(name: str = typer.Argument("mnist"), data_dir: Optional[Path] = Da
 @app.command("info")
 def info(as_json: bool = typer.Option(False, "--json", help="Print JSON instead of a table.")):
     """The machine and software results are measured on (stored beside every result)."""
-    from ..core.hardware import describe
+    from ..core.environment import describe
 
     facts = describe()
     if as_json:

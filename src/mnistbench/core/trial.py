@@ -25,7 +25,8 @@ from torch import nn
 from .clock import Stopwatch, now
 from ..data import Data, Split, load
 from ..errors import ConfigError
-from .hardware import describe, keep_freed_memory, resolve_precision, torch_threads
+from .environment import describe
+from .hardware import keep_freed_memory, resolve_precision, torch_threads
 from .horizon import horizon
 from .models import build_model, uses_channels_last
 from .recipes import make_optimizer, make_schedule
@@ -157,16 +158,31 @@ def _rng_kept(device: torch.device):
     return torch.random.fork_rng(devices=[device] if device.type == "cuda" else [])
 
 
-def _compile(model: nn.Module, train: Split, batch_sizes: set[int], loss_fn, autocast, device) -> tuple[nn.Module, float]:
-    """torch.compile with its warm-up done and timed here, outside the clock: one forward and backward per
-    batch shape the run will see (the last batch of an epoch is often smaller, and a new shape recompiles).
-    Weights, BatchNorm buffers, gradients and random streams are restored so training starts from the same state."""
+def training_step(forward: nn.Module, x: torch.Tensor, y: torch.Tensor, loss_fn, optimizer, autocast) -> torch.Tensor:
+    """One step, the same wherever a step is taken (the timed loop, the warm-up, compile's warm-up and the
+    dry-run estimate): forward under the precision's autocast, the loss in fp32 whatever the logits' precision,
+    backward, the optimizer's update. Returns the loss, detached, left on the device (reading it syncs)."""
+    with autocast:
+        out = forward(x)
+    loss = loss_fn(out.float(), y)
+    optimizer.zero_grad(set_to_none=True)
+    loss.backward()
+    optimizer.step()
+    return loss.detach()
+
+
+def _compile(spec: TrialSpec, model: nn.Module, train: Split, batch_sizes: set[int], loss_fn, autocast,
+             device) -> tuple[nn.Module, float]:
+    """torch.compile with its warm-up done and timed here, outside the clock: one training step per batch shape
+    the run will see (the last batch of an epoch is often smaller, and a new shape recompiles), with a throwaway
+    optimizer. Weights, BatchNorm buffers, gradients and random streams are restored so training starts from the
+    same state."""
     state = {k: v.clone() for k, v in model.state_dict().items()}
     compiled = torch.compile(model)
+    optimizer = make_optimizer(spec.optimizer, model.parameters(), spec.lr, spec.optimizer_args)
     with _rng_kept(device), Stopwatch(device) as watch:
         for size in sorted(batch_sizes):
-            with autocast:
-                loss_fn(compiled(train.images[:size]), train.labels[:size]).backward()
+            training_step(compiled, train.images[:size], train.labels[:size], loss_fn, optimizer, autocast)
     model.load_state_dict(state)
     model.zero_grad(set_to_none=True)
     return compiled, watch.elapsed
@@ -182,12 +198,7 @@ def _warm_up(spec: TrialSpec, model: nn.Module, train: Split, batch_sizes: set[i
         scratch = copy.deepcopy(model).train()
         optimizer = make_optimizer(spec.optimizer, scratch.parameters(), spec.lr, spec.optimizer_args)
         for size in sorted(batch_sizes, reverse=True):
-            with autocast:
-                out = scratch(train.images[:size])
-            loss = loss_fn(out.float(), train.labels[:size])
-            optimizer.zero_grad(set_to_none=True)
-            loss.backward()
-            optimizer.step()
+            training_step(scratch, train.images[:size], train.labels[:size], loss_fn, optimizer, autocast)
         size = min(eval_batch_size(spec.eval_batch_size, device), len(held_out))
         evaluate(scratch, Split(held_out.images[:size], held_out.labels[:size]), size, autocast)
     return watch.elapsed
@@ -236,7 +247,7 @@ def _run_trial(spec: TrialSpec, data: Data | None, progress: Callable[[Progress]
     forward = model
     compile_seconds = 0.0
     if spec.compile:
-        forward, compile_seconds = _compile(model, train, shapes, loss_fn, autocast, device)
+        forward, compile_seconds = _compile(spec, model, train, shapes, loss_fn, autocast, device)
     warmup_seconds = _warm_up(spec, model, train, shapes, held_out, loss_fn, autocast, device)
     wall_start += compile_seconds + warmup_seconds  # reported on their own lines, not inside the run's wall time
 
@@ -282,15 +293,8 @@ def _run_trial(spec: TrialSpec, data: Data | None, progress: Callable[[Progress]
         watch.start()
         for i in range(in_epoch, in_epoch + stop - step):
             idx = perm[i * spec.batch_size:(i + 1) * spec.batch_size]
-            x, y = train.images[idx], train.labels[idx]
-            with autocast:
-                out = forward(x)
-            loss = loss_fn(out.float(), y)  # the loss in fp32 whatever the precision of the logits
-            optimizer.zero_grad(set_to_none=True)
-            loss.backward()
-            optimizer.step()
+            chunk_loss += training_step(forward, train.images[idx], train.labels[idx], loss_fn, optimizer, autocast)
             schedule.after_step()
-            chunk_loss += loss.detach().float()
         watch.stop()
         step = stop
         epoch_loss += chunk_loss

@@ -56,7 +56,7 @@ def failed_output(job: Job, reason: str) -> JobOutput:
 
 
 def _failed(spec: TrialSpec, error: str) -> TrialResult:
-    from ..core.hardware import describe
+    from ..core.environment import describe
 
     return TrialResult(spec=spec, status="failed", final_accuracy=None, final_loss=None, time_to_target_s=None,
                        steps_to_target=None, epochs_to_target=None, steps=0, train_seconds=0.0, eval_seconds=0.0,

@@ -9,7 +9,7 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Callable, Iterable, Iterator
 
 from ..core.clock import now
-from ..core.hardware import describe
+from ..core.environment import describe
 from ..core.result import FINISHED, CurvePoint, TrialResult
 from ..core.spec import TrialSpec
 from ..core.trial import Progress
