@@ -184,6 +184,9 @@ def test_inference_rows_are_stored_and_reported(synthetic_name, tmp_path):
     assert (row.label, row.batch_size, row.seeds) == ("sgd", 50, 2) and row.images_per_second > 0
     md = api.write_report("tiny", results, tmp_path / "report").markdown.read_text()
     assert "## Inference" in md and "| sgd | 50 | 2 |" in md
+    # Timed with the threads the trial trained with (the file fixes 1), and the count is stored with it.
+    trained = {t.environment["torch_threads"] for t in loaded.trials}
+    assert trained == {1} and {inf.threads for _, inf in loaded.inference} == {1}
 
 
 # --- The two-phase select flow ------------------------------------------------------------------------------

@@ -87,3 +87,32 @@ def test_validation_split_is_the_last_images(synthetic_name):
     full, split = load(synthetic_name), load(synthetic_name, val_size=100)
     assert len(split.train) == 500 and len(split.val) == 100
     assert torch.equal(split.val.labels, full.train.labels[500:])
+
+
+def test_normalization_statistics_leave_the_validation_images_out(synthetic_name):
+    """A dataset without published constants is normalized with its training part's statistics: the images
+    held out for validation do not shape the inputs the choice is judged on."""
+    import numpy as np
+
+    from mnistbench import load
+
+    whole, held = load(synthetic_name), load(synthetic_name, val_size=100)
+    train = whole.train.images[:len(whole.train) - 100]  # the same images, normalized with the full split's stats
+    pixels = train * whole.std + whole.mean  # back to [0, 1]
+    assert held.mean == pytest.approx(float(pixels.double().mean()), abs=1e-6)
+    assert held.std == pytest.approx(float(pixels.double().std(unbiased=False)), abs=1e-6)
+    assert held.mean != pytest.approx(whole.mean, abs=1e-9) or held.std != pytest.approx(whole.std, abs=1e-9)
+    assert np.isfinite(held.mean)
+
+
+def test_only_the_trial_that_loads_the_data_reports_loading_seconds(synthetic_name, tmp_path):
+    from mnistbench import api
+
+    from .test_experiments import write_experiment
+
+    from mnistbench.run import jobs
+
+    jobs._DATA.clear()  # a dataset another test loaded in this process would count as already loaded
+    path = write_experiment(tmp_path, synthetic_name, seeds=2, configs=1, steps=4)
+    trials = sorted(api.run(str(path), results_dir=tmp_path / "r").trials, key=lambda t: t.spec.seed)
+    assert trials[0].load_seconds > 0 and trials[1].load_seconds == 0.0

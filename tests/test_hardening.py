@@ -186,6 +186,35 @@ def test_two_runs_at_once_never_run_a_trial_twice(synthetic_name, tmp_path):
     rows = stored(results)
     assert {(r[2], r[3]) for r in rows} == ran[0] | ran[1] and len(rows) == 6
     assert integrity(results) == "ok" and claims(results) == []
+    # Each process stored the same thread count a solo run would: the concurrency itself is what tells them
+    # apart, stored with every trial, with the load average at its start and end.
+    trials = api.load_results(str(path), results).trials
+    assert any(t.environment["shared_with"] >= 1 for t in trials)
+    assert all(t.environment["load_start"] is not None and t.environment["load_end"] is not None for t in trials)
+
+
+def test_times_shared_with_other_trials_are_not_compared_with_solo_ones(tmp_path):
+    from mnistbench.report.comparison import compare
+
+    from .test_report import ADAM, SGD, group
+
+    alone, shared = group([4.0, 4.2, 3.9], [0.99] * 3, **ADAM), group([9.8, 9.5, 10.1], [0.99] * 3, **SGD)
+    for r in alone:
+        r.environment["shared_with"] = 0
+    for r in shared:
+        r.environment["shared_with"] = 1
+    c = compare(alone, shared, "time_to_target", "A", "B")
+    assert c.p is None and "mixed environments" in c.sentence and "sharing" in c.sentence
+
+
+def test_workers_times_fixed_threads_beyond_the_cores_is_refused(synthetic_name, tmp_path):
+    from mnistbench.core.hardware import usable_cores
+
+    path = write_experiment(tmp_path, synthetic_name, seeds=1, configs=2)
+    cores = usable_cores()
+    proc = cli("run", path, "--workers", "2", "--set", f"threads={cores}", "--results", tmp_path / "r")
+    assert_one_line_error(proc, f"--workers 2 x threads {cores}", f"on {cores} usable cores")
+    assert not (tmp_path / "r").exists()
 
 
 def test_claims_of_a_killed_run_are_recovered(synthetic_name, tmp_path):
@@ -540,3 +569,27 @@ def test_any_argument_vector_exits_cleanly(quick_cli, capsys, monkeypatch, tmp_p
     code, out, err = run_main(args, capsys, monkeypatch)
     assert code in (0, 1, 2, 130), (args, code, err)
     assert "Traceback" not in out + err and "internal error" not in err, (args, err)
+
+
+def test_a_store_from_a_newer_mnistbench_is_refused_untouched(synthetic_name, tmp_path):
+    """A higher schema version means a layout this code does not know: `results`, `report` and `run` refuse it in
+    one line, and the file's bytes stay what they were (no migration down, no WAL switch, no new rows)."""
+    import hashlib
+
+    from mnistbench.run.store import SCHEMA_VERSION
+
+    path = write_experiment(tmp_path, synthetic_name, seeds=1, configs=1)
+    results = tmp_path / "r"
+    assert cli("run", path, "--results", results).returncode == 0
+    db = results / "results.sqlite"
+    conn = sqlite3.connect(db)
+    conn.execute("PRAGMA wal_checkpoint(TRUNCATE)")
+    conn.execute(f"PRAGMA user_version = {SCHEMA_VERSION + 1}")
+    conn.execute("PRAGMA journal_mode=DELETE")  # one file to hash, as a copied store would come
+    conn.close()
+    before = hashlib.sha256(db.read_bytes()).hexdigest()
+    for args in (["results", "tiny"], ["report", "tiny"], ["run", path]):
+        proc = cli(*args, "--results", results)
+        assert_one_line_error(proc, "written by a newer mnistbench", f"store schema {SCHEMA_VERSION + 1}")
+    assert hashlib.sha256(db.read_bytes()).hexdigest() == before
+    assert sorted(p.name for p in results.iterdir()) == ["results.sqlite"]

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import gzip
+import struct
 
 import numpy as np
 import pytest
@@ -23,8 +24,17 @@ def test_round_trip(tmp_path_factory, array, gz):
     np.testing.assert_array_equal(read_idx(path), array)
 
 
-@given(st.binary(max_size=200))
-@settings(max_examples=200, deadline=None)
+# Headers that look right (the unsigned-byte magic, 1-4 dimensions) with any 32-bit sizes, huge ones included,
+# followed by a short body: the length check must hold for sizes whose product overflows 64 bits.
+headers = st.integers(1, 4).flatmap(lambda ndim: st.tuples(
+    st.just(bytes([0, 0, 8, ndim])),
+    st.lists(st.one_of(st.integers(0, 8), st.integers(0, 2**32 - 1), st.sampled_from([2**16, 2**32 - 1])),
+             min_size=ndim, max_size=ndim),
+    st.binary(max_size=64))).map(lambda t: t[0] + struct.pack(f">{len(t[1])}I", *t[1]) + t[2])
+
+
+@given(st.one_of(st.binary(max_size=200), headers))
+@settings(max_examples=300, deadline=None)
 def test_any_bytes_give_an_array_or_a_data_error(blob):
     try:
         out = parse_idx(blob)
@@ -32,6 +42,13 @@ def test_any_bytes_give_an_array_or_a_data_error(blob):
         assert "<bytes>" in str(exc)
     else:
         assert out.dtype == np.uint8
+
+
+def test_sizes_whose_product_wraps_around_64_bits_are_a_data_error():
+    # 65536**4 = 2**64: a 64-bit product wraps to 0 and would accept a header with no images at all.
+    blob = bytes([0, 0, 8, 4]) + struct.pack(">4I", *[2**16] * 4)
+    with pytest.raises(DataError, match="truncated"):
+        parse_idx(blob)
 
 
 def _labels(tmp_path, values):

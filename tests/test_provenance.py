@@ -109,8 +109,9 @@ def test_process_pool_gives_each_trial_its_share_and_a_resume_with_other_workers
     assert pooled.run_summary.ran == 2
     assert [r.environment["torch_threads"] for r in alone.trials] == [2]
     assert [r.environment["torch_threads"] for r in pooled.trials] == [2, 1, 1]
-    # threads stay out of the spec id (the trials resume), so the configuration is marked as a mix
-    assert pooled.rows[0].environment == "mixed: threads 2, 1"
+    # threads stay out of the spec id (the trials resume), so the configuration is marked as a mix; the two
+    # workers also ran beside each other, which the solo trial did not
+    assert pooled.rows[0].environment == "mixed: threads 2, 1; sharing alone, shared with other trials"
 
 
 def test_ray_tasks_reserve_the_cpus_of_the_threads_their_trial_runs_with(monkeypatch):

@@ -56,6 +56,16 @@ def test_divergence_is_reported(synthetic_name, data):
     assert result.status == "diverged" and result.time_to_target_s is None
 
 
+def test_a_diverged_trial_never_stores_a_validation_accuracy_as_its_final_test_accuracy(synthetic_name):
+    from mnistbench import load
+
+    held = load(synthetic_name, val_size=100)
+    result = run_trial(spec(synthetic_name, model="seed-simple", lr=1e6, steps=20, eval_every=1, eval_on="val",
+                            val_size=100), held)
+    assert result.curve  # evaluated on the validation split before it diverged ...
+    assert result.status == "diverged" and result.final_accuracy is None and result.final_loss is None  # ... not test
+
+
 def test_stop_at_target(synthetic_name, data):
     result = run_trial(spec(synthetic_name, optimizer="adam", lr=3e-3, epochs=3, target=0.5,
                             stop_at_target=True, eval_every=2), data)

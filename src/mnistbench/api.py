@@ -283,7 +283,9 @@ def run(experiment: str | Experiment, seeds: int | None = None, results_dir: Pat
     exp = experiment if isinstance(experiment, Experiment) else load_experiment(experiment)
     if max_seeds is not None:
         exp = until_decided(exp, max_seeds, seeds)
-    check([spec for _, spec in exp.trials(exp.sequential.max_seeds if exp.sequential else seeds)])  # before a store
+    trials = exp.trials(exp.sequential.max_seeds if exp.sequential else seeds)
+    check([spec for _, spec in trials])  # bad input stops here, before a store or a trial
+    _refuse_oversubscription([spec for _, spec in trials], executor, workers)
     store = ResultStore(results_dir)
     try:
         backend = EXECUTORS.get(executor).build(workers=workers, address=address, progress=progress)
@@ -298,6 +300,19 @@ def run(experiment: str | Experiment, seeds: int | None = None, results_dir: Pat
         results = Results(exp.name, [], [], len(exp.trials(seeds)))
     results.run_summary = summary
     return results
+
+
+def _refuse_oversubscription(specs: list[TrialSpec], executor: str, workers: int) -> None:
+    """Local workers whose specs fix their threads must fit the cores: 2 workers x 2 threads on 2 cores time
+    each other's trials, and the stored thread count would look like a solo run's."""
+    from .core.hardware import usable_cores
+
+    fixed = max((s.threads or 0 for s in specs), default=0)
+    cores = usable_cores()
+    if executor == "local" and workers > 1 and fixed * workers > cores:
+        raise BadInput(f"--workers {workers} x threads {fixed} = {fixed * workers} threads on {cores} usable cores: "
+                       "the trials would share cores and slow each other's clocks",
+                       f"use --workers {max(1, cores // fixed)}, or leave threads unset so each worker gets a share")
 
 
 def with_overrides(exp: Experiment, overrides: dict) -> Experiment:

@@ -56,5 +56,11 @@ class StoreError(MnistbenchError):
     """The results store cannot be read or written (read-only folder, full disk, damaged file)."""
 
 
+class StoreTooNew(StoreError):
+    """A store written by a newer mnistbench: the folder given is the wrong input for this version."""
+
+    exit_code = 2
+
+
 class ResultsMissing(BadInput):
     """A command asked for results that are not in the store."""

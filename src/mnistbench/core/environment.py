@@ -67,6 +67,14 @@ def package_version() -> str:
     return __version__
 
 
+def load_average() -> float | None:
+    """The one-minute load average (None where the OS has none): a trial alone on 2 cores reads about 2."""
+    try:
+        return round(os.getloadavg()[0], 2)
+    except (OSError, AttributeError):
+        return None
+
+
 def describe() -> dict[str, object]:
     """The notebook's hardware section as a flat dict (JSON-safe), for display and for the store."""
     cuda = torch.cuda.is_available()

@@ -22,6 +22,7 @@ class InferenceResult:
     pass_seconds: list[float]  # each timed pass over the whole split
     device: str
     precision: str
+    threads: int | None = None  # torch's intra-op threads during the passes (None: stored before it was kept)
 
     @property
     def mean_s(self) -> float:
@@ -45,7 +46,8 @@ class InferenceResult:
 
     @classmethod
     def from_dict(cls, d: dict) -> "InferenceResult":
-        return cls(**{k: d[k] for k in ("batch_size", "repeats", "images", "pass_seconds", "device", "precision")})
+        return cls(**{k: d[k] for k in ("batch_size", "repeats", "images", "pass_seconds", "device", "precision")},
+                   threads=d.get("threads"))
 
 
 @torch.inference_mode()
@@ -66,4 +68,4 @@ def measure_inference(model: nn.Module, split: Split, batch_size: int = 1000, re
                 for batch in batches:
                     model(batch)
             times.append(watch.elapsed)
-    return InferenceResult(batch_size, repeats, len(split), times, str(device), precision)
+    return InferenceResult(batch_size, repeats, len(split), times, str(device), precision, torch.get_num_threads())

@@ -25,7 +25,7 @@ from torch import nn
 from .clock import Stopwatch, now
 from ..data import Data, Split, load
 from ..errors import ConfigError
-from .environment import describe
+from .environment import describe, load_average
 from .hardware import keep_freed_memory, resolve_precision, torch_threads
 from .horizon import horizon
 from .models import build_model, uses_channels_last
@@ -216,6 +216,7 @@ def run_trial(spec: TrialSpec, data: Data | None = None,
 
 def _run_trial(spec: TrialSpec, data: Data | None, progress: Callable[[Progress], None] | None) -> TrialResult:
     keep_freed_memory()  # process-wide, once: activations are reused, not page-faulted in at every step
+    load_start = load_average()  # what else the machine ran, at the start and the end (stored, shown)
     device = resolve_device(spec.device)
     if data is None:
         data = load(spec.dataset, val_size=spec.val_size)
@@ -350,8 +351,9 @@ def _run_trial(spec: TrialSpec, data: Data | None, progress: Callable[[Progress]
 
     # The final test evaluation is part of a run; reuse the last one when it was already on test.
     final_start = now()
-    if status == "diverged":
-        final_accuracy, final_loss = (curve[-1].eval_accuracy, curve[-1].eval_loss) if curve else (None, None)
+    if status == "diverged":  # its weights are not finite: the last test evaluation it had, if it had one
+        tested = curve and spec.eval_on == "test"  # `final_accuracy` is a test accuracy, never a validation one
+        final_accuracy, final_loss = (curve[-1].eval_accuracy, curve[-1].eval_loss) if tested else (None, None)
     elif spec.eval_on == "test" and curve and curve[-1].step == step:
         final_accuracy, final_loss = curve[-1].eval_accuracy, curve[-1].eval_loss
     else:
@@ -372,5 +374,7 @@ def _run_trial(spec: TrialSpec, data: Data | None, progress: Callable[[Progress]
         wall_seconds=wall_seconds, load_seconds=data.load_seconds, compile_seconds=compile_seconds,
         warmup_seconds=warmup_seconds, device=str(device),
         curve=curve, epochs=epochs, environment={**describe(), "device": str(device),
-                                                    "precision": resolve_precision(spec.precision, device)}, model=model,
+                                                    "precision": resolve_precision(spec.precision, device),
+                                                    "load_start": load_start, "load_end": load_average()},
+        model=model,
     )

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import gzip
+import math
 import struct
 import zlib
 from pathlib import Path
@@ -51,7 +52,8 @@ def parse_idx(data: bytes, path: Path | str = "<bytes>") -> np.ndarray:
     if len(data) < header:
         raise DataError(f"{path}: truncated header", "fetch the file again")
     dims = struct.unpack(f">{ndim}I", data[4:header])
-    expected = header + int(np.prod(dims, dtype=np.int64))
+    # Python's integers: np.prod over four 32-bit dimensions wraps around 2**63 and could match a short file.
+    expected = header + math.prod(dims)
     if len(data) != expected:
         what = "truncated" if len(data) < expected else "has trailing bytes"
         raise DataError(

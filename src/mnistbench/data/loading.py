@@ -76,12 +76,15 @@ def load(name: str = "mnist", *, val_size: int = 0, data_dir: Path | str | None 
     train_x, train_y, test_x, test_y, source = _raw(name, data_dir)
     if not 0 <= val_size < len(train_y):
         raise ConfigError(f"val_size {val_size} must lie in [0, {len(train_y)})")
+    cut = len(train_y) - val_size
     if spec.mean_std:
+        # Published constants (MNIST's 0.1307 / 0.3081, as the notebook normalizes): statistics of the full
+        # training split, validation images included. Only a mean and a spread, never a label, and changing them
+        # would change every stored result, so they stay; a dataset without constants uses its training part.
         mean, std = spec.mean_std
     else:
-        pixels = train_x.astype(np.float64) / 255.0
+        pixels = train_x[:cut].astype(np.float64) / 255.0  # the training part only: the held-out images stay out
         mean, std = float(pixels.mean()), float(pixels.std())
-    cut = len(train_y) - val_size
     to_split = lambda x, y: Split(_normalize(x, mean, std), torch.from_numpy(y.astype(np.int64))).to(device)
     data = Data(
         name=name,

@@ -1,7 +1,7 @@
 """One experiment read from several stores (`results --results A --results B`): each trial keeps its machine.
 
-Trials are grouped by configuration *and* environment (machine, CPU threads, torch version: the factors that
-make two times incomparable, see `analysis.SHARED_FACTORS`). Trials of one configuration measured in one
+Trials are grouped by configuration *and* environment (machine, CPU threads, torch version, allocator, whether
+other trials shared the machine: the factors that make two times incomparable, see `analysis.SHARED_FACTORS`). Trials of one configuration measured in one
 environment are pooled even when they sit in different stores (seeds 0-2 run here, 3-4 run there: a merge);
 trials from different environments are never pooled, but shown one row per environment with their time set
 against the configuration's first environment: a ratio of two machines, not a statistic over a mix.
@@ -18,16 +18,16 @@ from .analysis import ENVIRONMENT_FACTORS, SHARED_FACTORS, ConfigSummary, summar
 
 
 def environment_of(r: TrialResult) -> tuple:
-    """What a trial's time depends on besides its spec: (machine, threads, torch, allocator)."""
+    """What a trial's time depends on besides its spec: the values of analysis.SHARED_FACTORS, in its order."""
     return tuple(ENVIRONMENT_FACTORS[name](r) for name in SHARED_FACTORS)
 
 
 def environment_text(env: tuple) -> str:
-    """'AMD EPYC · 2 threads · torch 2.13.0' (· the allocator, when it is known)."""
-    machine, threads, torch_version, allocator = env
-    return " · ".join(part for part in (machine or "unknown machine", f"{threads} threads" if threads else "",
-                                        f"torch {torch_version}" if torch_version else "", allocator or "")
-                      if part)
+    """'AMD EPYC · 2 threads · torch 2.13.0' (· the allocator and whether it ran alone, when they are known)."""
+    named = dict(zip(SHARED_FACTORS, env))
+    parts = (named["machine"] or "unknown machine", f"{named['threads']} threads" if named["threads"] else "",
+             f"torch {named['torch']}" if named["torch"] else "", named["allocator"] or "", named["sharing"] or "")
+    return " · ".join(part for part in parts if part)
 
 
 @dataclass

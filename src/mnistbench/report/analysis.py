@@ -144,11 +144,15 @@ ENVIRONMENT_FACTORS: dict[str, Callable[[TrialResult], object]] = {
     # stored before the setting existed have no value and are not told apart
     "allocator": lambda r: (("freed memory kept" if r.environment["malloc_kept"] else "glibc default")
                             if _ran(r) and "malloc_kept" in r.environment else None),
+    # Other trials running on the same store while it trained (workers of this run, other `run`s): a shared
+    # machine's times are not a solo machine's. Stores from before it was recorded are not told apart.
+    "sharing": lambda r: (("alone" if r.environment["shared_with"] == 0 else "shared with other trials")
+                          if _ran(r) and "shared_with" in r.environment else None),
 }
 TIMED_METRICS = frozenset({"time_to_target"})  # metrics measured by the clock, which the environment moves
 # Factors two compared configurations must share as well; precision may differ between them (it can be the very
 # technique compared), only not within one configuration.
-SHARED_FACTORS = ("machine", "threads", "torch", "allocator")
+SHARED_FACTORS = ("machine", "threads", "torch", "allocator", "sharing")
 
 # Whether time differences may be tested across mixed environments. A policy of a whole report or session
 # (set by `--allow-mixed`), not of one comparison, so it is held here rather than passed through every caller.

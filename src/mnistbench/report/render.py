@@ -132,12 +132,13 @@ def _method(results: Sequence[TrialResult], summaries: list[ConfigSummary]) -> l
     cadence = _distinct(cadence_text(s.eval_every) for s in specs)
     seeds = _distinct(s.n for s in summaries)
     budgets = _distinct(f"{s.steps} steps" if s.steps else f"{s.epochs:g} epochs" for s in specs)
-    load = statistics.median(r.load_seconds for r in results)
+    loads = [r.load_seconds for r in results if r.load_seconds > 0]  # a trial that reused loaded data reports 0
+    load = statistics.median(loads) if loads else 0.0
     train, evals = sum(r.train_seconds for r in results), sum(r.eval_seconds for r in results)
     lines = [
         "Only training steps are timed (forward, backward and optimizer step; on a GPU the clock synchronizes "
         f"the device at every start and stop). Data is loaded into memory before the clock starts ({load:.2g} s per "
-        f"trial, median), and evaluation runs outside the clock: {seconds_text(evals)} of untimed evaluation against "
+        f"load, median, {len(loads)} load{'s' * (len(loads) != 1)} for {len(results)} trials), and evaluation runs outside the clock: {seconds_text(evals)} of untimed evaluation against "
         f"{seconds_text(train)} of timed training over all {len(results)} trials.",
         f"Evaluation runs {' or '.join(cadence)}"
         + ("" if cadence == [cadence_text(0)] else " until the target is reached, then at each epoch end")

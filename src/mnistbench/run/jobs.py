@@ -3,6 +3,8 @@ process: executors ship Jobs out and get JobOutputs back, with plain data only (
 
 from __future__ import annotations
 
+import contextlib
+import dataclasses
 import traceback
 from dataclasses import dataclass
 from typing import Callable
@@ -43,10 +45,13 @@ class JobOutput:
 
 
 def _data(spec: TrialSpec) -> Data:
+    """The dataset in memory, loaded once per process and dataset: the trial that loads it reports the
+    seconds it took, the ones that reuse it report 0 (they loaded nothing)."""
     key = (spec.dataset, spec.val_size)
-    if key not in _DATA:
-        _DATA.clear()
-        _DATA[key] = load(spec.dataset, val_size=spec.val_size)
+    if key in _DATA:
+        return dataclasses.replace(_DATA[key], load_seconds=0.0)
+    _DATA.clear()
+    _DATA[key] = load(spec.dataset, val_size=spec.val_size)
     return _DATA[key]
 
 
@@ -75,12 +80,16 @@ def execute(job: Job, progress: Callable[[Progress], None] | None = None) -> Job
             result = run_trial(job.spec, data, progress)
         except Exception as exc:  # noqa: BLE001 - recorded, shown, and retried, never swallowed
             return JobOutput(job, _failed(job.spec, f"{type(exc).__name__}: {exc}\n{traceback.format_exc(limit=5)}"))
-    inference = None
-    if job.inference is not None and result.status != "diverged":
-        try:
-            inference = _measure(job, result, data)
-        except Exception as exc:  # noqa: BLE001 - the trained result stands; the reason is stored with it
-            result.error = f"inference measurement failed, the trained result is kept: {type(exc).__name__}: {exc}"
+        inference = None
+        # Inside the same thread setting as training (and under the spec's own count, as run_trial uses it), so
+        # the throughput is measured with the threads the trial stores; the count is stored with it too.
+        if job.inference is not None and result.status != "diverged":
+            try:
+                with torch_threads(job.spec.threads) if job.spec.threads else contextlib.nullcontext():
+                    inference = _measure(job, result, data)
+            except Exception as exc:  # noqa: BLE001 - the trained result stands; the reason is stored with it
+                result.error = (f"inference measurement failed, the trained result is kept: "
+                                f"{type(exc).__name__}: {exc}")
     model_file = None
     if job.keep_model and result.status in COMPLETE:  # a diverged model's weights are no use
         from ..core.checkpoint import to_bytes

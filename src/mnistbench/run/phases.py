@@ -42,6 +42,7 @@ def run_phase(phase: str, experiment: Experiment, planned: list[tuple[str, Trial
     todo = [(label, spec) for label, spec in planned if spec.id not in finished]
     skipped = len(planned) - len(todo)
     claimed = 0
+    sharing: dict[str, int] = {}  # spec id -> other live claims when it was claimed
 
     def jobs() -> Iterator[Job]:
         # Claimed one at a time, as the executor asks for work: an in-process run takes a trial just before
@@ -50,12 +51,17 @@ def run_phase(phase: str, experiment: Experiment, planned: list[tuple[str, Trial
         for label, spec in todo:
             if store.claim(name, spec.id, force=rerun):
                 claimed += 1
+                sharing[spec.id] = store.live_claims() - 1
                 yield Job(label, spec, inference.get(label), keep_model=keep_models)
 
     summary.skipped += skipped
     if on_event:
         on_event(RunEvent(phase, 0, len(todo), skipped, 0))
     for done, output in enumerate(executor.run(jobs()), start=1):
+        # Trials that ran beside this one on the store, at its start or its end (this process's other workers,
+        # other `run`s on the folder): an environment factor, so a shared run is not compared with a solo one.
+        output.result.environment["shared_with"] = max(sharing.pop(output.result.spec.id, 0),
+                                                       store.live_claims() - 1, 0)
         model = None
         if output.model_file is not None:  # the file is whole on disk before the row that names it commits
             model = keep_model(store.folder, name, output.result.spec.id, output.model_file)

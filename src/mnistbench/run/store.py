@@ -15,7 +15,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Iterator
 
-from ..errors import StoreError
+from ..errors import StoreError, StoreTooNew
 from ..core.result import FINISHED, TrialResult
 
 DB_NAME = "results.sqlite"
@@ -145,6 +145,7 @@ class ResultStore:
                 if not self.path.exists():
                     raise StoreError(f"no results in {self.folder}", "run an experiment first, or pass --results DIR")
                 self.conn = sqlite3.connect(f"file:{self.path}?mode=ro", uri=True, timeout=60)
+                self._refuse_newer()
                 if self._version() < SCHEMA_VERSION:
                     # An older store opened for reading (a reference store, another user's folder) is not
                     # written to: it is read through a migrated copy in memory.
@@ -155,6 +156,7 @@ class ResultStore:
             else:
                 self.folder.mkdir(parents=True, exist_ok=True)
                 self.conn = sqlite3.connect(self.path, timeout=60, isolation_level=None)
+                self._refuse_newer()  # before WAL or a migration writes anything to the file
                 self._set_up()
         except sqlite3.Error as exc:
             raise StoreError(f"cannot open the results store {self.path} ({exc})",
@@ -178,6 +180,16 @@ class ResultStore:
                 if "locked" not in str(exc) or attempt == attempts - 1:
                     raise
                 time.sleep(0.1)
+
+    def _refuse_newer(self) -> None:
+        """A store written by a newer mnistbench has a layout this one does not know: reading it could misread
+        it, and migrating it "down" would damage it. Refuse it untouched."""
+        version = self._version()
+        if version > SCHEMA_VERSION:
+            self.conn.close()
+            raise StoreTooNew(f"the results store {self.path} was written by a newer mnistbench (store schema "
+                             f"{version}; this version reads up to {SCHEMA_VERSION}); it was left untouched",
+                             "upgrade mnistbench to read it, or pass --results DIR for another folder")
 
     def _version(self) -> int:
         return self.conn.execute("PRAGMA user_version").fetchone()[0]
@@ -309,6 +321,12 @@ class ResultStore:
                 conn.execute("INSERT OR REPLACE INTO claims VALUES (?, ?, ?, ?)",
                              (experiment, spec_id, owner, time.time()))
         return free
+
+    def live_claims(self, stale_after_s: float = 6 * 3600) -> int:
+        """Trials being run right now on this store, by this process or any other (all experiments): what a
+        trial's time shares the machine with when the processes run on one machine."""
+        rows = self._read("SELECT owner, claimed FROM claims")
+        return sum(_alive(owner, claimed, stale_after_s) for owner, claimed in rows)
 
     def release_claims(self) -> None:
         """Drop this process's claims (on a clean stop or Ctrl-C) so others may take them at once."""
