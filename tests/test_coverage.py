@@ -241,3 +241,25 @@ def test_select_that_would_choose_on_the_test_set_is_refused_before_anything_run
     proc = cli("run", path, "--results", tmp_path / "r")
     assert_one_line_error(proc, 'eval_on = "test" would make it on the test set')
     assert not (tmp_path / "r").exists()
+
+def test_reruns_of_the_old_select_are_set_apart_with_a_note(synthetic_name, tmp_path):
+    """A store whose [select] reruns were chosen the old way (validation split, seeds from 0): read with a note,
+    never mixed with reruns on held-out seeds."""
+    path = tmp_path / "sweep.toml"
+    path.write_text(SWEEP.format(dataset=synthetic_name))
+    results = tmp_path / "r"
+    api.run(str(path), results_dir=results)
+    # What the old flow stored: the winner rerun with seed 1 on the validation split.
+    res = api.load_results("sweep", results)
+    winner = next(t for s in res.reported for t in s.results if t.spec.seed == 1)
+    old = winner.spec.model_copy(update={"eval_on": "val"})
+    from mnistbench.run.store import ResultStore
+
+    store = ResultStore(results)
+    old_result = type(winner).from_dict({**winner.to_dict(), "spec": old.model_dump(mode="json")})
+    store.add_trial("sweep", "best lr for adam", old_result)
+    store.close()
+    res = api.load_results("sweep", results)
+    assert sorted(t.spec.seed for s in res.reported for t in s.results) == [1, 2]  # the new reruns only
+    md = api.write_report("sweep", results, tmp_path / "report").markdown.read_text()
+    assert "earlier mnistbench, whose `[select]` chose and reported on the validation split" in md

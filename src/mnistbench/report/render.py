@@ -225,6 +225,19 @@ def effect_text(c: Comparison, decisions: Decisions) -> str:
     return " · ".join(parts)
 
 
+OLD_SELECT = ("This store holds reruns made by an earlier mnistbench, whose `[select]` chose and reported on the "
+              "validation split and reused the winning seed. They count as extra seeds of the candidate they "
+              "reran, which is never compared; the winners reported here were rerun with held-out seeds on the "
+              "test set, so the two are never mixed.")
+
+
+def _chosen_the_old_way(definition, results: Sequence[TrialResult]) -> bool:
+    """Reruns stored by `[select]` before it followed the selection protocol: evaluated on the validation split,
+    with seeds beyond the ones candidates are judged with (the winning trial's own seed among them)."""
+    return bool(definition is not None and definition.select
+                and any(r.spec.eval_on == "val" and r.spec.seed >= definition.select.trial_seeds for r in results))
+
+
 def _embed(f: FigurePaths, out_dir: Path) -> EmbeddedFigure:
     uri = "data:image/png;base64," + base64.b64encode(f.png.read_bytes()).decode("ascii")
     return EmbeddedFigure(f.title, f.caption, f.png.relative_to(out_dir).as_posix(), uri)
@@ -266,7 +279,8 @@ def write_report(experiment: str, results: list[TrialResult], out_dir: Path, lab
         "experiment": experiment, "partial": partial, "target": target,
         "generated": datetime.now(timezone.utc).strftime("%Y-%m-%d %H:%M UTC"),
         "n_trials": len(results), "n_configs": len(summaries),
-        "environments": _environments(results), "method": _method(results, summaries),
+        "environments": _environments(results),
+        "method": _method(results, summaries) + ([OLD_SELECT] if _chosen_the_old_way(definition, results) else []),
         "rows": [_row(s) for s in summaries], "question_groups": _grouped(qs),
         "studies": [(st, [_row(s) for s in st.rows]) for st in studies],
         "figures": [_embed(f, out_dir) for f in made], "inference": list(inference or []),
