@@ -7,7 +7,7 @@ SEEDS ?= 1
 # `make run PRECISION=auto`: bf16 where the CPU computes it natively (AVX-512 BF16, AMX), else fp32.
 PRECISION ?=
 
-.PHONY: run test smoke clean
+.PHONY: run test docs docs-build smoke clean
 
 EXTRAS := test,ray,export,parquet,mlflow,tensorboard
 
@@ -29,6 +29,18 @@ run: $(BIN)/mnistbench-installed
 
 test: $(BIN)/mnistbench-test-installed
 	$(BIN)/python -m pytest
+
+# The documentation site (docs/, mkdocs.yml): `make docs` serves it at http://127.0.0.1:8000; `make docs-build`
+# builds it with --strict (a broken link or reference fails), as CI does.
+$(BIN)/mnistbench-docs-installed: $(BIN)/mnistbench-installed
+	$(BIN)/pip install -q -c constraints.txt -e '.[docs]'
+	touch $@
+
+docs: $(BIN)/mnistbench-docs-installed
+	NO_MKDOCS_2_WARNING=1 $(BIN)/mkdocs serve
+
+docs-build: $(BIN)/mnistbench-docs-installed
+	NO_MKDOCS_2_WARNING=1 $(BIN)/mkdocs build --strict --site-dir build/site
 
 clean:
 	rm -rf $(VENV) build *.egg-info

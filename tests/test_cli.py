@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import subprocess
 import sys
+from pathlib import Path
 
 import pytest
 
@@ -64,6 +65,32 @@ def test_train_writes_json_and_checkpoint(synthetic_name, tmp_path):
     assert result["status"] in ("reached", "budget") and result["spec"]["model"] == "compact"
     assert result["curve"] and result["environment"]["torch"] and ckpt.stat().st_size > 0
     assert "time to 50% (test)" in proc.stdout
+    # The checkpoint describes itself: predict and export need no --model.
+    from PIL import Image
+
+    from mnistbench.core.checkpoint import load_file
+
+    saved = load_file(ckpt)
+    assert saved.spec.model == "compact" and saved.spec.dataset == synthetic_name and saved.std > 0
+    Image.new("L", (28, 28), 255).save(tmp_path / "d.png")
+    assert cli("predict", ckpt, tmp_path / "d.png").returncode == 0
+    assert cli("export", ckpt, "--format", "pt2", "--out", tmp_path / "m.pt2").returncode == 0
+
+
+def test_train_saves_into_a_folder_removed_while_it_ran_and_never_loses_the_result(tmp_path):
+    """What `train` saves after training: a folder that went away is made again; one that cannot be written
+    sends the file to the temporary folder, and the one line says where (the measurement is never lost)."""
+    from mnistbench.cli.train import _save
+    from mnistbench.errors import BadInput
+
+    _save(tmp_path / "gone" / "r.json", b"{}", "result")  # the folder no longer exists
+    assert (tmp_path / "gone" / "r.json").read_bytes() == b"{}"
+    (tmp_path / "a-file").write_text("")
+    with pytest.raises(BadInput, match="it was saved to") as caught:
+        _save(tmp_path / "a-file" / "r.json", b'{"kept": 1}', "result")  # a file where the folder should be
+    rescued = Path(caught.value.message.rsplit("saved to ", 1)[1])
+    assert rescued.read_bytes() == b'{"kept": 1}'
+    rescued.unlink()
 
 
 def test_info_and_list():

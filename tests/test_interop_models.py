@@ -210,7 +210,7 @@ def test_predict_a_bare_checkpoint_needs_its_model_name(tmp_path, cli):
     from PIL import Image
     from mnistbench.core.models import build_model
 
-    torch.save(build_model("compact").state_dict(), tmp_path / "weights.pt")  # as train --save-checkpoint
+    torch.save(build_model("compact").state_dict(), tmp_path / "weights.pt")  # as older train --save-checkpoint
     Image.fromarray((digit(40, 40) * 255).astype(np.uint8)).save(tmp_path / "d.png")
     assert_one_line_error(cli("predict", tmp_path / "weights.pt", tmp_path / "d.png"), "bare state_dict", "--model")
     assert_one_line_error(cli("predict", tmp_path / "weights.pt", tmp_path / "d.png", "--model", "seed-simple"),

@@ -100,9 +100,9 @@ def list_registries(kind: Optional[str] = typer.Argument(
     show(kind, LISTINGS)
 
 
-def main(args: list[str] | None = None) -> None:
-    """Entry point: MnistbenchError becomes one line (exit 2 for bad input); usage errors print Typer's usage
-    message (exit 2); Ctrl-C exits 130; tracebacks only with --debug. Always ends in SystemExit."""
+def full_app() -> typer.Typer:
+    """The app with every command registered (train, run, results, report, predict, export...: registered on
+    first use, so `mnistbench --version` does not import torch's whole training stack)."""
     from .train import register as register_train
     from .experiment import register as register_experiments
     from .interop import register as register_interop
@@ -112,6 +112,13 @@ def main(args: list[str] | None = None) -> None:
         register_experiments(app)
         register_interop(app)
         _REGISTERED.append(True)
+    return app
+
+
+def main(args: list[str] | None = None) -> None:
+    """Entry point: MnistbenchError becomes one line (exit 2 for bad input); usage errors print Typer's usage
+    message (exit 2); Ctrl-C exits 130; tracebacks only with --debug. Always ends in SystemExit."""
+    full_app()
     _DEBUG["on"] = bool(os.environ.get("MNISTBENCH_DEBUG"))
     try:
         code = app(args=args, prog_name="mnistbench", standalone_mode=False)

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import inspect
 import json
+import tempfile
+import uuid
 from pathlib import Path
 from types import UnionType
 from typing import Any, List, Literal, Optional, Union, get_args, get_origin
@@ -11,7 +13,7 @@ from typing import Any, List, Literal, Optional, Union, get_args, get_origin
 import typer
 
 from .console import console, table
-from ..errors import ConfigError
+from ..errors import BadInput, ConfigError
 
 
 def parse_assignments(pairs: list[str], flag: str) -> dict:
@@ -79,7 +81,8 @@ OPTIMIZER_SHORTCUTS = {
 }
 OUTPUTS = {
     "save_json": (Optional[Path], typer.Option(None, help="write the result (spec, curve, environment) as JSON")),
-    "save_checkpoint": (Optional[Path], typer.Option(None, help="write the trained model's state_dict")),
+    "save_checkpoint": (Optional[Path], typer.Option(None, help="write the trained model with its spec and "
+                                                     "normalization, for predict and export")),
 }
 
 
@@ -166,13 +169,29 @@ def train(**options: Any) -> None:
     console.print(table(f"{spec.model} + {spec.optimizer} (lr {spec.lr}), batch {spec.batch_size}, seed {spec.seed}",
                         ["measure", "value"], result_rows(result)))
     if save_json:
-        save_json.write_text(json.dumps(result.to_dict(), indent=1))
-        console.print(f"result written to {save_json}")
+        _save(save_json, json.dumps(result.to_dict(), indent=1).encode(), "result")
     if save_checkpoint:
-        import torch
+        from ..core.checkpoint import to_bytes
 
-        torch.save(result.model.state_dict(), save_checkpoint)
-        console.print(f"checkpoint written to {save_checkpoint}")
+        # The same self-describing file as `run --keep-models` (weights, spec, normalization; loadable with
+        # weights_only=True), so `predict m.pt` and `export m.pt` need no --model.
+        _save(save_checkpoint, to_bytes(result.model, spec, data.mean, data.std), "checkpoint")
+
+
+def _save(path: Path, content: bytes, what: str) -> None:
+    """Write what a finished run produced, whole or not at all. The folder is made again if it went away while
+    training ran; if it cannot be written at all, the file goes to the temporary folder instead of being lost,
+    and the line says where."""
+    from ..files import write_atomic
+
+    try:
+        write_atomic(path, content)
+        console.print(f"{what} written to {path}")
+    except OSError as exc:
+        rescued = Path(tempfile.gettempdir()) / f"mnistbench-{what}-{uuid.uuid4().hex[:8]}{path.suffix}"
+        write_atomic(rescued, content)
+        raise BadInput(f"cannot write the {what} to {path} ({exc.strerror or exc}); it was saved to {rescued}",
+                       "copy it from there, or pass a writable path next time") from None
 
 
 def register(app: typer.Typer) -> None:
