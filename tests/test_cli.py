@@ -72,7 +72,9 @@ def test_train_writes_json_and_checkpoint(synthetic_name, tmp_path):
 
     saved = load_file(ckpt)
     assert saved.spec.model == "compact" and saved.spec.dataset == synthetic_name and saved.std > 0
-    Image.new("L", (28, 28), 255).save(tmp_path / "d.png")
+    picture = Image.new("L", (28, 28), 255)
+    picture.paste(0, (12, 4, 16, 24))  # a "1": dark ink on white paper
+    picture.save(tmp_path / "d.png")
     assert cli("predict", ckpt, tmp_path / "d.png").returncode == 0
     assert cli("export", ckpt, "--format", "pt2", "--out", tmp_path / "m.pt2").returncode == 0
 
