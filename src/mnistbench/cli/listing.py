@@ -38,7 +38,7 @@ def _optimizers():
     from ..core.recipes import OPTIMIZERS
 
     return ["name", "description", "options (default)"], [
-        (n, e.description, _options(e.defaults)) for n, e in OPTIMIZERS]
+        (n, e.description + (f". Split: {e.split}" if e.split else ""), _options(e.defaults)) for n, e in OPTIMIZERS]
 
 
 def _schedules():

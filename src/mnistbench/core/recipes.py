@@ -13,6 +13,7 @@ from torch.optim import lr_scheduler
 from ..errors import ConfigError
 from ..registry import Registry
 from .horizon import Horizon
+from .optimizers import MuonAdamW
 
 
 @dataclass(frozen=True)
@@ -26,6 +27,7 @@ class OptimizerEntry:
     foreach: bool = True  # takes foreach=True: per-parameter updates batched into a few calls, same numbers
     fused: bool = False  # takes fused=True (one kernel per step, slightly different rounding): adds a `fused` option
     check: Callable[[dict[str, Any]], None] | None = None  # rules across options, raising ConfigError
+    split: str = ""  # which parameters which part steps, when it is more than one optimizer (shown in `list`)
 
     def __post_init__(self):
         if self.fused and "fused" not in self.defaults:
@@ -54,6 +56,13 @@ OPTIMIZERS.add("adagrad", OptimizerEntry(torch.optim.Adagrad, "Adagrad", "Adagra
                                          {"lr_decay": 0.0, "eps": 1e-10, "weight_decay": 0.0}))
 OPTIMIZERS.add("adadelta", OptimizerEntry(torch.optim.Adadelta, "Adadelta", "Adadelta (Zeiler); lr scales the update",
                                           {"rho": 0.9, "eps": 1e-6, "weight_decay": 0.0}))
+OPTIMIZERS.add("muon", OptimizerEntry(
+    MuonAdamW, "Muon", "Muon (torch.optim.Muon, Jordan et al.): orthogonalized momentum for weight matrices, "
+    "AdamW for the rest; lr is Muon's (0.02 is usual), adamw_lr AdamW's",
+    {"momentum": 0.95, "nesterov": True, "weight_decay": 0.0, "adamw_lr": 1e-3, "adamw_betas": (0.9, 0.999),
+     "adamw_weight_decay": 0.0},
+    foreach=False, split="Muon: every weight of 2+ dimensions (a conv filter as an out x (in*kh*kw) matrix); "
+                        "AdamW: biases, BatchNorm scale and shift"))
 
 
 def optimizer_title(name: str) -> str:
@@ -97,8 +106,9 @@ def _check_type(kind: str, name: str, key: str, value: Any, default: Any) -> Non
 def make_optimizer(name: str, params, lr: float, args: dict[str, Any]) -> torch.optim.Optimizer:
     entry = OPTIMIZERS.get(name)
     merged = _check_args("optimizer", name, args, entry.defaults)
-    if "betas" in merged:
-        merged["betas"] = tuple(merged["betas"])
+    for key in ("betas", "adamw_betas"):  # TOML and JSON give lists
+        if key in merged:
+            merged[key] = tuple(merged[key])
     if entry.check is not None:
         entry.check(merged)
     if merged.pop("fused", False):
@@ -217,6 +227,7 @@ def check_recipe(optimizer: str, optimizer_args: dict[str, Any], schedule: str, 
     """Build the optimizer and the schedule once on a dummy parameter, so that every error an entry can
     raise (an unknown option, a bad combination, an option the class does not take) surfaces when the
     spec is made, not as a failed trial later."""
-    dummy = torch.nn.Parameter(torch.zeros(1))
-    built = make_optimizer(optimizer, [dummy], lr, optimizer_args)
+    # A vector and a matrix: an optimizer that treats them apart (Muon) builds both of its parts.
+    dummy = [torch.nn.Parameter(torch.zeros(1)), torch.nn.Parameter(torch.zeros(2, 2))]
+    built = make_optimizer(optimizer, dummy, lr, optimizer_args)
     make_schedule(schedule, built, schedule_args, Horizon(steps_per_epoch=10, total_steps=100))
