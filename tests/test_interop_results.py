@@ -140,3 +140,40 @@ def test_export_results_bad_destination_is_one_line(stored, cli):
                           "unknown export destination 'excel'")
     assert_one_line_error(cli("export-results", "nope", "--to", "tensorboard", "--results", stored[1]),
                           "no results for experiment 'nope'")
+
+
+def test_a_run_can_be_watched_live_in_tensorboard(synthetic_name, tmp_path):
+    """`run --live-tensorboard DIR`: every evaluation of every trial is in TensorBoard's event files while the run
+    goes on (flushed at each point), in the folders `export-results --to tensorboard` uses."""
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+    from .test_experiments import cli as subprocess_cli
+
+    path = write_experiment(tmp_path, synthetic_name, seeds=1, configs=2, steps=20)
+    proc = subprocess_cli("run", path, "--results", tmp_path / "r", "--live-tensorboard", tmp_path / "tb")
+    assert proc.returncode == 0, proc.stderr
+    for trial in api.load_results("tiny", tmp_path / "r").trials:
+        label = "sgd" if trial.spec.optimizer == "sgd" else "adam"
+        events = EventAccumulator(str(tmp_path / "tb" / "tiny" / label / "seed-0"))
+        events.Reload()
+        points = [(e.step, round(e.value, 6)) for e in events.Scalars("curve/eval_accuracy")]
+        assert points == [(p.step, round(p.eval_accuracy, 6)) for p in trial.curve]
+    proc = subprocess_cli("run", path, "--results", tmp_path / "r", "--live-tensorboard", tmp_path / "tb",
+                          "--workers", "2")
+    assert proc.returncode == 2 and "in this process" in proc.stderr
+
+
+def test_live_points_are_on_disk_before_the_trial_ends(tmp_path):
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+    from mnistbench.core.spec import TrialSpec
+    from mnistbench.core.trial import Progress
+    from mnistbench.interop.live import LiveTensorBoard
+    from mnistbench.run.jobs import Job
+
+    with LiveTensorBoard(tmp_path, "exp") as live:
+        write = live.for_job(Job("adam", TrialSpec(seed=3)))
+        write(Progress(step=10, total_steps=100, epoch=0.1, train_loss=1.5, accuracy=0.42, train_seconds=0.7))
+        events = EventAccumulator(str(tmp_path / "exp" / "adam" / "seed-3"))  # the writer is still open
+        events.Reload()
+        assert [(e.step, round(e.value, 4)) for e in events.Scalars("curve/eval_accuracy")] == [(10, 0.42)]

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import math
 import time
 from pathlib import Path
@@ -97,6 +98,9 @@ def run(
                                             "seeds a configuration gets"),
     overrides: list[str] = typer.Option([], "--set", metavar="FIELD=VALUE", help="a trial field for every "
                                         "configuration, over the file's (repeatable): --set precision=auto"),
+    live_tensorboard: Optional[Path] = typer.Option(None, "--live-tensorboard", metavar="DIR", help="write each "
+                                                    "trial's curve to TensorBoard as it trains (watch with "
+                                                    "`tensorboard --logdir DIR`; in-process runs)"),
 ):
     """Run an experiment, resuming: trials already stored are skipped."""
     from .. import api
@@ -123,6 +127,8 @@ def run(
         console.print(f"estimated total: {total / 60:.1f} min on {plan.device} "
                       "(from 3 measured steps per model; evaluation included)", highlight=False)
         return
+    if live_tensorboard is not None and (executor != "local" or workers > 1):
+        raise BadInput("--live-tensorboard follows trials run in this process", "leave out --workers and --executor")
     if until_decided != (max_seeds is not None):
         raise BadInput("--until-decided and --max-seeds go together", "give both, e.g. --until-decided --max-seeds 8")
     exp = experiment if not isinstance(experiment, str) else api.load_experiment(experiment)
@@ -151,8 +157,14 @@ def run(
                 bars.update(overall["task"], completed=event.done)
 
         bar_for = (lambda job: TrialBar(bars, f"{job.label} (seed {job.spec.seed})")) if executor == "local" else None
-        results = api.run(exp, seeds, results_dir, executor, workers, address, rerun, on_event, bar_for,
-                          keep_models=keep_models)
+        with contextlib.ExitStack() as stack:
+            if live_tensorboard is not None:
+                from ..interop.live import LiveTensorBoard
+
+                live = stack.enter_context(LiveTensorBoard(live_tensorboard, exp.name))
+                bar_for = _both(bar_for, live.for_job)
+            results = api.run(exp, seeds, results_dir, executor, workers, address, rerun, on_event, bar_for,
+                              keep_models=keep_models)
     summary = results.run_summary
     console.print(f"ran {summary.ran} trials in {time.perf_counter() - started:.0f} s; "
                   f"{summary.skipped} were already stored", highlight=False)
@@ -163,6 +175,20 @@ def run(
         console.print(f"{summary.held_elsewhere} trials are being run by another process; "
                       "run again later to pick up any it leaves")
     print_results(results)
+
+
+def _both(first, second):
+    """Two progress-callback factories as one: each job's callbacks both see every evaluation."""
+    def factory(job):
+        callbacks = [c for c in (first(job) if first else None, second(job)) if c is not None]
+
+        def each(progress) -> None:
+            for callback in callbacks:
+                callback(progress)
+
+        return each
+
+    return factory
 
 
 def results(

@@ -23,6 +23,11 @@ def _safe(name: str) -> str:
     return re.sub(r"[^A-Za-z0-9._+-]+", "_", name).strip("_") or "_"
 
 
+def run_folder(out: Path | str, experiment: str, label: str, seed: int) -> Path:
+    """OUT/EXPERIMENT/LABEL/seed-N: where a trial's events go, live (interop/live.py) or exported."""
+    return Path(out) / _safe(experiment) / _safe(label) / f"seed-{seed}"
+
+
 def _hparam(value):
     """HParams take numbers, text and flags; anything else (None, JSON lists) is shown as text."""
     return value if isinstance(value, (bool, int, float, str)) else str(value)
@@ -61,7 +66,7 @@ def export(experiment: str, trials: list[tuple[str, TrialResult]], out: Path) ->
     for leftover in root.glob("*/.seed-*.tmp"):  # from an export that was interrupted: TensorBoard would show it
         shutil.rmtree(leftover, ignore_errors=True)
     for label, result in trials:
-        run_dir = root / _safe(label) / f"seed-{result.spec.seed}"
+        run_dir = run_folder(out, experiment, label, result.spec.seed)
         tmp = run_dir.with_name(f".{run_dir.name}.{uuid.uuid4().hex[:8]}.tmp")
         tmp.parent.mkdir(parents=True, exist_ok=True)
         _write(tmp, label, result)
