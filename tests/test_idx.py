@@ -44,6 +44,13 @@ def test_any_bytes_give_an_array_or_a_data_error(blob):
         assert out.dtype == np.uint8
 
 
+def test_a_zero_size_beside_huge_ones_is_a_data_error():
+    # Found by the property above: (0, 2164460828, 4261281277) passes the length check, numpy refuses the shape.
+    blob = b"\x00\x00\x08\x03\x00\x00\x00\x00\x81\x03\t\x1c\xfd\xfd\xfd\xfd"
+    with pytest.raises(DataError, match="impossible shape"):
+        parse_idx(blob)
+
+
 def test_sizes_whose_product_wraps_around_64_bits_are_a_data_error():
     # 65536**4 = 2**64: a 64-bit product wraps to 0 and would accept a header with no images at all.
     blob = bytes([0, 0, 8, 4]) + struct.pack(">4I", *[2**16] * 4)

@@ -60,6 +60,10 @@ def parse_idx(data: bytes, path: Path | str = "<bytes>") -> np.ndarray:
             f"{path}: {what}: header promises {expected} bytes for shape {dims}, file has {len(data)}",
             "delete it and fetch it again",
         )
+    # A zero size makes the file's length check pass whatever the others say, but numpy refuses a shape whose
+    # other sizes multiply past what it can address (0 x 2e9 x 4e9): no real dataset comes near 2**48 bytes.
+    if math.prod(d for d in dims if d) > 2**48:
+        raise DataError(f"{path}: impossible shape {dims} in the header", "delete it and fetch it again")
     return np.frombuffer(data, dtype=np.uint8, offset=header).reshape(dims)
 
 
