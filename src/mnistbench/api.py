@@ -315,14 +315,17 @@ def _refuse_oversubscription(specs: list[TrialSpec], executor: str, workers: int
                        f"use --workers {max(1, cores // fixed)}, or leave threads unset so each worker gets a share")
 
 
+def _redefined(exp: Experiment, source: str, **update) -> Experiment:
+    """The experiment with top-level fields replaced, validated again as a file would be (ValidationError)."""
+    return Experiment(**{**exp.model_dump(mode="json", exclude={"source"}), **update, "source": source})
+
+
 def with_overrides(exp: Experiment, overrides: dict) -> Experiment:
     """The experiment with `overrides` (spec field -> value) over every configuration's fields (`run --set`),
     validated like the file: an unknown field or a bad value is one ConfigError before anything runs."""
-    fields = exp.model_dump(mode="json", exclude={"source"})
-    fields["overrides"] = {**fields.get("overrides", {}), **overrides}
     source = f"{exp.source or exp.name} with --set {', '.join(f'{k}={v}' for k, v in overrides.items())}"
     try:
-        return Experiment(**{**fields, "source": source})
+        return _redefined(exp, source, overrides={**exp.overrides, **overrides})
     except ValidationError as exc:
         from .core.spec import describe_validation_error
 
@@ -334,10 +337,10 @@ def until_decided(exp: Experiment, max_seeds: int, seeds: int | None = None) -> 
     if exp.protocol:
         raise BadInput(f"--until-decided compares fixed configurations; '{exp.name}' makes a choice first "
                        "([tuning] or [select])", "give its reruns more seeds with --seeds instead")
-    fields = exp.model_dump(mode="json", exclude={"source"})
-    fields["sequential"] = {**(fields.get("sequential") or {}), "max_seeds": max_seeds, "start": seeds or exp.seeds}
+    sequential = {**(exp.sequential.model_dump() if exp.sequential else {}), "max_seeds": max_seeds,
+                  "start": seeds or exp.seeds}
     try:
-        return Experiment(**{**fields, "source": exp.source})
+        return _redefined(exp, exp.source, sequential=sequential)
     except ValidationError as exc:
         raise BadInput(f"--max-seeds {max_seeds}: {exc.errors()[0]['msg'].removeprefix('Value error, ')}",
                        "give a --max-seeds above the seeds of the first look") from None
@@ -357,12 +360,13 @@ def _add_seeds_until_decided(exp: Experiment, store: ResultStore, backend, on_ev
         record = replay(stored, seq.start or exp.seeds, seq.max_seeds, seq.step, labels, exp.questions)
         if record.finished:
             return
+        # The seeds this look adds (the earlier looks' are stored and counted already), for the open configurations.
+        added = record.looks[-1][0] if record.looks else 0
         todo = [(label, spec) for label, spec in exp.trials(record.next_seeds)
-                if spec.config_key() in record.next_configs]
-        ran, skipped = summary.ran, summary.skipped
+                if spec.config_key() in record.next_configs and spec.seed >= added]
+        ran = summary.ran
         run_phase(f"until decided: {record.next_seeds} seeds", exp, todo, store, backend, False, on_event, summary,
                   keep_models)
-        summary.skipped = skipped  # the earlier looks' trials, counted as stored once already
         if summary.ran == ran:  # another process holds them, or they keep failing: stop, a later run resumes
             return
 

@@ -101,12 +101,11 @@ def _test_text(test: str, p: float, robustness: str) -> str:
 def _time_sentence(c: dict, target: str, m: Metric) -> str:
     """'A reached 97% 2.65x sooner than B (95% CI 1.80x–3.90x; ...)': the faster side first."""
     e: Effect = c["effect"]
-    a_first = e.estimate <= 1
+    a_first, factor, low, high = e.sooner()
     (fast, sf, nf), (slow, ss, ns) = ((c["la"], c["sa"], c["na"]), (c["lb"], c["sb"], c["nb"]))[::1 if a_first else -1]
-    factor, low, high = ((1 / e.estimate, 1 / e.high, 1 / e.low) if a_first else (e.estimate, e.low, e.high))
     p_imp = c["improvement"]
     if p_imp is not None and not a_first:
-        p_imp = Interval(1 - p_imp.estimate, 1 - p_imp.high, 1 - p_imp.low)
+        p_imp = p_imp.complement()
 
     def times(s: Stat, n: int) -> str:
         return _describe(s, m) + ("" if s.n == n else f" ({s.n} of {n} seeds reached it)")
@@ -129,7 +128,7 @@ def _difference_sentence(c: dict, m: Metric, noun: str) -> str:
     better = "above" if m.higher_is_better else "below"
     p_imp = c["improvement"]
     if p_imp is not None and not a_first:
-        p_imp = Interval(1 - p_imp.estimate, 1 - p_imp.high, 1 - p_imp.low)
+        p_imp = p_imp.complement()
     parts = [f"95% CI {low:+.{d}f} to {high:+.{d}f}".replace("-", "−"),
              f"{_describe(sh, m)} against {_describe(sl, m)}", _ns(sh.n, sl.n),
              _dominance(hi, lo, p_imp, "higher" if m.higher_is_better else "lower"),
@@ -183,7 +182,7 @@ def _rank_sentence(m: Metric, la: str, a: Stat, na: int, lb: str, b: Stat, nb: i
     a_wins = u < na * nb / 2  # a's times rank lower: a got there first
     (lw, sw, nw), (ll, sl, nl) = ((la, a, na), (lb, b, nb)) if a_wins else ((lb, b, nb), (la, a, na))
     if improvement is not None and not a_wins:
-        improvement = Interval(1 - improvement.estimate, 1 - improvement.high, 1 - improvement.low)
+        improvement = improvement.complement()
     dominance = _dominance(lw, ll, improvement, "sooner")
     return (f"{lw} reached {target} sooner than {ll}: {reach(sw, nw)} against {reach(sl, nl, short=True)} "
             f"({dominance + '; ' if dominance else ''}{RANKED}; {_ns(na, nb)}, {p_text(p)}).")

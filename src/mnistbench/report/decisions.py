@@ -8,7 +8,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Literal, Sequence
 
-from .analysis import ALPHA
+from .analysis import ALPHA, METRICS
 from .comparison import RANK, Comparison, factor_text, p_text
 from .questions import BatchStudy, Question
 from .significance import holm, min_p_rank, seeds_to_decide, tarone
@@ -150,12 +150,8 @@ def effect_short(c: Comparison) -> str:
     if e is None:
         return ""
     if e.kind == "ratio":
-        a_first = e.estimate <= 1
-        who = c.a_label if a_first else c.b_label
-        f, lo, hi = (1 / e.estimate, 1 / e.high, 1 / e.low) if a_first else (e.estimate, e.low, e.high)
-        return f"{who} {factor_text(f)} sooner, 95% CI {factor_text(lo)}–{factor_text(hi)}"
-    from .analysis import METRICS
-
+        a_first, f, lo, hi = e.sooner()
+        return f"{c.a_label if a_first else c.b_label} {factor_text(f)} sooner, 95% CI {factor_text(lo)}–{factor_text(hi)}"
     m = METRICS[c.metric]
     d = m.decimals(abs(e.estimate) * m.scale)
     def signed(x: float) -> str:

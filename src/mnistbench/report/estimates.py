@@ -24,6 +24,10 @@ class Interval:
     def contains(self, x: float) -> bool:
         return self.low <= x <= self.high
 
+    def complement(self) -> "Interval":
+        """1 - this probability and its interval: P(B better than A) from P(A better than B)."""
+        return Interval(1 - self.estimate, 1 - self.high, 1 - self.low)
+
 
 @dataclass(frozen=True)
 class Effect(Interval):
@@ -32,6 +36,13 @@ class Effect(Interval):
 
     kind: Literal["ratio", "difference"] = "difference"
     method: str = ""
+
+    def sooner(self) -> tuple[bool, float, float, float]:
+        """For a ratio of A's time to B's: whether A is the sooner one, and by what factor (>= 1), with its
+        interval in the same direction. Sentences name the faster side first."""
+        if self.estimate <= 1:
+            return True, 1 / self.estimate, 1 / self.high, 1 / self.low
+        return False, self.estimate, self.low, self.high
 
 
 def ratio_of_times(a: Sequence[float], b: Sequence[float]) -> Effect:
