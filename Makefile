@@ -9,7 +9,7 @@ PRECISION ?=
 
 .PHONY: run test docs docs-build smoke clean
 
-EXTRAS := test,ray,export,parquet,mlflow,tensorboard
+EXTRAS := test,ray,export,parquet,mlflow,tensorboard,optim
 
 # The main job needs the package alone; the tests need every optional extra (each integration is tested).
 $(BIN)/mnistbench-installed: pyproject.toml constraints.txt

@@ -32,6 +32,11 @@ def test_matrices_take_torchs_muon_update_and_the_rest_adamws():
     mine = make_optimizer("muon", model.parameters(), 0.02, {})
     assert mine.roles() == {"muon": sum(p.ndim >= 2 for p in model.parameters()),
                             "adamw": sum(p.ndim < 2 for p in model.parameters())}
+    # torch's Muon is handed 2-D tensors only, and every parameter is stepped by exactly one of the two.
+    assert all(v.ndim == 2 for g in mine._muon.param_groups for v in g["params"])
+    stepped = [p.data_ptr() for g in mine._muon.param_groups for p in g["params"]] + [
+        p.data_ptr() for g in mine._adamw.param_groups for p in g["params"]]
+    assert sorted(stepped) == sorted(p.data_ptr() for p in model.parameters())
     # The same step by the library directly: Muon on each weight as a matrix, AdamW on the rest.
     params = list(reference.parameters())
     matrices = [p for p in params if p.ndim >= 2]

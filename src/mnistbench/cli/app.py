@@ -9,6 +9,7 @@ from pathlib import Path
 from typing import Optional
 
 import typer
+from rich.markup import escape
 
 from .. import __version__
 from .console import console, err_console, table
@@ -129,7 +130,8 @@ def main(args: list[str] | None = None) -> None:
     except MnistbenchError as exc:
         if _DEBUG["on"]:
             raise
-        err_console.print(f"[bold red]error:[/bold red] {exc.one_line()}", highlight=False, soft_wrap=True)
+        # Escaped: a message quotes user text and extras ('mnistbench[optim]'), which Rich would read as markup.
+        err_console.print(f"[bold red]error:[/bold red] {escape(exc.one_line())}", highlight=False, soft_wrap=True)
         sys.exit(exc.exit_code)
     except (KeyboardInterrupt, typer.Abort):  # Typer turns Ctrl-C into Abort
         err_console.print("interrupted: finished trials are stored; run the same command again to resume")

@@ -37,8 +37,12 @@ def _options(entries: dict) -> str:
 def _optimizers():
     from ..core.recipes import OPTIMIZERS
 
-    return ["name", "description", "options (default)"], [
-        (n, e.description + (f". Split: {e.split}" if e.split else ""), _options(e.defaults)) for n, e in OPTIMIZERS]
+    def description(e) -> str:
+        return e.description + (f". Split: {e.split}" if e.split else "") + (
+            f" [pip install 'mnistbench[{e.extra}]']" if e.extra else "")
+
+    return ["name", "description", "options (default)"], [(n, description(e), _options(e.defaults))
+                                                          for n, e in OPTIMIZERS]
 
 
 def _schedules():

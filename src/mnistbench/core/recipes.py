@@ -3,6 +3,7 @@ validated hyperparameters (an option an optimizer does not take is an error, not
 
 from __future__ import annotations
 
+import importlib
 import math
 from dataclasses import dataclass, field
 from typing import Any, Callable, Literal
@@ -11,6 +12,7 @@ import torch
 from torch.optim import lr_scheduler
 
 from ..errors import ConfigError
+from ..extras import require
 from ..registry import Registry
 from .horizon import Horizon
 from .optimizers import MuonAdamW
@@ -20,7 +22,7 @@ from .optimizers import MuonAdamW
 class OptimizerEntry:
     """An optimizer and what is special about it, as data (like timm's optimizer registry)."""
 
-    cls: type[torch.optim.Optimizer]
+    cls: type[torch.optim.Optimizer] | str  # the class, or "module:Class" of an optional extra's (imported when used)
     title: str  # display name in tables and reports
     description: str
     defaults: dict[str, Any]  # every hyperparameter it accepts besides lr, with our default
@@ -28,10 +30,23 @@ class OptimizerEntry:
     fused: bool = False  # takes fused=True (one kernel per step, slightly different rounding): adds a `fused` option
     check: Callable[[dict[str, Any]], None] | None = None  # rules across options, raising ConfigError
     split: str = ""  # which parameters which part steps, when it is more than one optimizer (shown in `list`)
+    extra: str = ""  # the pip extra that installs `cls` (mnistbench[extra]) when it is not torch's
+    # "schedule-free": it evaluates other weights than it trains, through core/weights.py's seam; it replaces the
+    # learning-rate schedule (warm-up is its warmup_steps option) and already averages (no `ema` on top).
+    seam: str = ""
+    lr_free: bool = False  # sets its own step size (lr is a multiplier, 1.0): a tuning search has no lr to search
 
     def __post_init__(self):
         if self.fused and "fused" not in self.defaults:
             object.__setattr__(self, "defaults", {**self.defaults, "fused": False})
+
+    def resolve(self, name: str) -> type[torch.optim.Optimizer]:
+        """The class, importing an extra's module (a missing extra: one line naming it)."""
+        if not isinstance(self.cls, str):
+            return self.cls
+        module, _, attr = self.cls.partition(":")
+        require(module, self.extra, f"optimizer '{name}'")
+        return getattr(importlib.import_module(module), attr)
 
 
 def _nesterov_needs_momentum(args: dict[str, Any]) -> None:
@@ -63,6 +78,38 @@ OPTIMIZERS.add("muon", OptimizerEntry(
      "adamw_weight_decay": 0.0},
     foreach=False, split="Muon: every weight of 2+ dimensions (a conv filter as an out x (in*kh*kw) matrix); "
                         "AdamW: biases, BatchNorm scale and shift"))
+# Schedule-Free (Defazio et al. 2024; the `schedulefree` package): the AlgoPerf v0.5 self-tuning winner.
+OPTIMIZERS.add("sf-adamw", OptimizerEntry(
+    "schedulefree:AdamWScheduleFree", "Schedule-Free AdamW",
+    "Schedule-Free AdamW: no schedule (constant only; warmup_steps warms up), evaluates its averaged weights; "
+    "rates 1-10x AdamW's", {"betas": (0.9, 0.999), "eps": 1e-8, "weight_decay": 0.0, "warmup_steps": 0,
+                             "r": 0.0, "weight_lr_power": 2.0}, extra="optim", seam="schedule-free"))
+OPTIMIZERS.add("sf-sgd", OptimizerEntry(
+    "schedulefree:SGDScheduleFree", "Schedule-Free SGD",
+    "Schedule-Free SGD: no schedule (constant only; warmup_steps warms up), evaluates its averaged weights; "
+    "rates 10-50x SGD's", {"momentum": 0.9, "weight_decay": 0.0, "warmup_steps": 0, "r": 0.0,
+                           "weight_lr_power": 2.0}, extra="optim", seam="schedule-free"))
+# From pytorch-optimizer, one entry each; its classes pick their own foreach.
+OPTIMIZERS.add("lion", OptimizerEntry(
+    "pytorch_optimizer:Lion", "Lion", "Lion (Chen et al. 2023): the sign of an interpolated momentum; "
+    "rates 3-10x below AdamW's", {"betas": (0.9, 0.99), "weight_decay": 0.0}, foreach=False, extra="optim"))
+# SOAP's max_precondition_dim: a dimension above it is left unrotated. The library's 10,000 would have the seed
+# models' 9,216-wide dense layer eigendecomposed every few steps (minutes per step on 2 cores); 1,024 keeps every
+# convolution and the classifier's 128/10 side preconditioned.
+OPTIMIZERS.add("soap", OptimizerEntry(
+    "pytorch_optimizer:SOAP", "SOAP", "SOAP (Vyas et al. 2024): Adam in Shampoo's eigenbasis, refreshed every "
+    "precondition_frequency steps; dimensions above max_precondition_dim stay unrotated",
+    {"betas": (0.95, 0.95), "weight_decay": 0.01, "precondition_frequency": 10, "max_precondition_dim": 1024,
+     "eps": 1e-8}, foreach=False, extra="optim"))
+OPTIMIZERS.add("prodigy", OptimizerEntry(
+    "pytorch_optimizer:Prodigy", "Prodigy", "Prodigy (Mishchenko & Defazio 2023): estimates its own step size; lr "
+    "is a multiplier (1.0), not searched by tuning", {"betas": (0.9, 0.999), "d_coef": 1.0, "weight_decay": 0.0,
+                                                     "safeguard_warmup": False}, foreach=False, extra="optim",
+    lr_free=True))
+OPTIMIZERS.add("ademamix", OptimizerEntry(
+    "pytorch_optimizer:AdEMAMix", "AdEMAMix", "AdEMAMix (Pagliardini et al. 2024): Adam plus a slow momentum "
+    "(beta3) mixed in with weight alpha", {"betas": (0.9, 0.999, 0.9999), "alpha": 5.0, "weight_decay": 0.0},
+    foreach=False, extra="optim"))
 
 
 def optimizer_title(name: str) -> str:
@@ -115,10 +162,14 @@ def make_optimizer(name: str, params, lr: float, args: dict[str, Any]) -> torch.
         merged["fused"] = True  # one kernel for the whole update; takes the place of foreach
     elif entry.foreach:
         merged["foreach"] = True
+    cls = entry.resolve(name)
     try:
-        return entry.cls(params, lr=lr, **merged)
+        optimizer = cls(params, lr=lr, **merged)
     except (ValueError, TypeError, RuntimeError) as exc:
         raise ConfigError(f"optimizer '{name}': {exc}") from None
+    if entry.seam == "schedule-free":
+        optimizer.train()  # it refuses to step until told it trains (its weights are at y from here on)
+    return optimizer
 
 
 @dataclass(frozen=True)
@@ -227,6 +278,9 @@ def check_recipe(optimizer: str, optimizer_args: dict[str, Any], schedule: str, 
     """Build the optimizer and the schedule once on a dummy parameter, so that every error an entry can
     raise (an unknown option, a bad combination, an option the class does not take) surfaces when the
     spec is made, not as a failed trial later."""
+    if OPTIMIZERS.get(optimizer).seam == "schedule-free" and schedule != "constant":
+        raise ConfigError(f"optimizer '{optimizer}' is schedule-free: it replaces the learning-rate schedule "
+                          f"'{schedule}'", "use schedule = \"constant\"; its warmup_steps option warms up")
     # A vector and a matrix: an optimizer that treats them apart (Muon) builds both of its parts.
     dummy = [torch.nn.Parameter(torch.zeros(1)), torch.nn.Parameter(torch.zeros(2, 2))]
     built = make_optimizer(optimizer, dummy, lr, optimizer_args)

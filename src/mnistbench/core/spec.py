@@ -11,7 +11,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 from ..errors import ConfigError
 from .models import MODELS
 from .horizon import EVALS_PER_EPOCH
-from .recipes import SCHEDULES, check_recipe
+from .recipes import OPTIMIZERS, SCHEDULES, check_recipe
 
 # "auto": bf16 where the device computes it natively, fp32 where bf16 would be emulated (core.hardware)
 Precision = Literal["fp32", "bf16", "auto"]
@@ -43,6 +43,8 @@ class TrialSpec(BaseModel):
     precision: Precision = "fp32"
     channels_last: bool | None = Field(None, description="None: the model's measured best layout")
     label_smoothing: float = Field(0.0, ge=0, lt=1)
+    ema: float = Field(0.0, ge=0, lt=1, description="decay of an exponential moving average of the weights, which "
+                       "is evaluated and saved instead of them (0.999 is usual); 0: none")
     # Intra-op CPU threads. Set, it is part of what is compared (and of the id): every executor runs the
     # trial with exactly that many. Unset (the default), the executor resolves it to an explicit number for
     # where the trial runs (all usable cores in-process, an equal share in a pool, the task's CPUs on Ray) and
@@ -64,6 +66,8 @@ class TrialSpec(BaseModel):
     @model_validator(mode="after")
     def _check(self) -> "TrialSpec":
         check_recipe(self.optimizer, self.optimizer_args, self.schedule, self.schedule_args, lr=self.lr)
+        if self.ema and OPTIMIZERS.get(self.optimizer).seam:
+            raise ValueError(f"optimizer '{self.optimizer}' already evaluates averaged weights: leave ema at 0")
         if self.eval_on == "val" and self.val_size == 0:
             raise ValueError("eval_on 'val' needs val_size > 0")
         if SCHEDULES.get(self.schedule).on_metric and self.eval_on != "val":

@@ -5,7 +5,8 @@ warms up untimed on a throwaway copy of its model (forward and backward of each 
 optimizer step and one evaluation batch), so kernel creation and allocator growth stay off the clock while
 the timed run's weights, optimizer state and random streams are untouched; only training steps are timed;
 evaluation is untimed and runs on the cadence the horizon sets until the target is reached (then only at
-epoch ends, for the per-epoch history); time-to-target is found finer than that cadence by a search over
+epoch ends, for the per-epoch history), always on the weights the technique means to be evaluated
+(core/weights.py: Schedule-Free's average, an EMA); time-to-target is found finer than that cadence by a search over
 weight snapshots (core/target.py, which states the rule and its resolution); a non-finite loss, checked
 off the clock every few dozen steps and at every evaluation, ends the trial as `diverged`.
 """
@@ -29,10 +30,11 @@ from .environment import describe, load_average
 from .hardware import keep_freed_memory, resolve_precision, torch_threads
 from .horizon import horizon
 from .models import build_model, uses_channels_last
-from .recipes import make_optimizer, make_schedule
+from .recipes import OPTIMIZERS, make_optimizer, make_schedule
 from .result import CurvePoint, EpochPoint, TrialResult
 from .spec import TrialSpec
 from .target import Crossing, Snapshot, search_crossing
+from .weights import BN_BATCHES, evaluation_weights
 
 # Evaluation batch when a spec leaves it to the device. On a 2-core CPU a batch of 2,000 makes
 # intermediate tensors (2000 x 64 x 24 x 24 floats = 295 MB in the seed models) that leave the caches:
@@ -240,6 +242,10 @@ def _run_trial(spec: TrialSpec, data: Data | None, progress: Callable[[Progress]
     loss_fn = nn.CrossEntropyLoss(label_smoothing=spec.label_smoothing)
     autocast = autocast_for(spec.precision, device)
     shuffle = torch.Generator().manual_seed(spec.seed)  # its own stream: model init can't shift the order
+    weights = evaluation_weights(
+        OPTIMIZERS.get(spec.optimizer).seam, model, optimizer, spec.ema, autocast=autocast,
+        batches=lambda: (train.images[i:i + spec.batch_size]
+                         for i in range(0, min(n, BN_BATCHES * spec.batch_size), spec.batch_size)))
 
     # The batch shapes the run will see: full batches, and the epoch's smaller last batch if it gets there.
     shapes = {min(spec.batch_size, n)}
@@ -295,6 +301,7 @@ def _run_trial(spec: TrialSpec, data: Data | None, progress: Callable[[Progress]
         for i in range(in_epoch, in_epoch + stop - step):
             idx = perm[i * spec.batch_size:(i + 1) * spec.batch_size]
             chunk_loss += training_step(forward, train.images[idx], train.labels[idx], loss_fn, optimizer, autocast)
+            weights.after_step()
             schedule.after_step()
         watch.stop()
         step = stop
@@ -311,10 +318,12 @@ def _run_trial(spec: TrialSpec, data: Data | None, progress: Callable[[Progress]
         at_eval = step in (epoch_end, total_steps) or (crossing is None and h.at_cadence(step))
         if not at_eval:
             if crossing is None and searching and step % h.snapshot_every == 0:
-                snapshots.append(Snapshot.of(model, step, watch.elapsed))
+                with weights.swapped(model):  # prepared for evaluation only if the search reaches it
+                    snapshots.append(Snapshot.of(model, step, watch.elapsed))
             eval_seconds += now() - eval_start
             continue
-        accuracy, eval_loss = evaluate(model, held_out, spec.eval_batch_size, autocast)
+        with weights.evaluating(model):
+            accuracy, eval_loss = evaluate(model, held_out, spec.eval_batch_size, autocast)
         evaluations += 1
         point = CurvePoint(step=step, epoch=step / steps_per_epoch, train_seconds=watch.elapsed,
                            wall_seconds=now() - wall_start, train_loss=train_loss, eval_accuracy=accuracy,
@@ -327,6 +336,7 @@ def _run_trial(spec: TrialSpec, data: Data | None, progress: Callable[[Progress]
             if accuracy >= spec.target:
                 def meets(snapshot: Snapshot) -> bool:
                     probe.load_state_dict(snapshot.state)
+                    weights.prepare(probe)
                     return meets_target(probe, held_out, spec.eval_batch_size, autocast, spec.target)
 
                 crossing = search_crossing([last_miss, *snapshots, hit], meets)
@@ -349,8 +359,10 @@ def _run_trial(spec: TrialSpec, data: Data | None, progress: Callable[[Progress]
         if status == "diverged" or (crossing is not None and spec.stop_at_target):
             break
 
-    # The final test evaluation is part of a run; reuse the last one when it was already on test.
+    # The final test evaluation is part of a run; reuse the last one when it was already on test (the same
+    # weights: what evaluating() showed it is what finish() leaves, for the test, inference and saving).
     final_start = now()
+    weights.finish(model)
     if status == "diverged":  # its weights are not finite: the last test evaluation it had, if it had one
         tested = curve and spec.eval_on == "test"  # `final_accuracy` is a test accuracy, never a validation one
         final_accuracy, final_loss = (curve[-1].eval_accuracy, curve[-1].eval_loss) if tested else (None, None)

@@ -15,7 +15,7 @@ from torch import nn
 
 from ..errors import BadInput
 from ..registry import Registry
-from .extras import require
+from ..extras import require
 from ..core.checkpoint import SavedModel
 
 EXAMPLE_BATCH = 2  # a batch of 1 would let the exporter specialize the batch dimension away

@@ -9,7 +9,7 @@ from typing import Callable
 
 from ..core.trial import Progress
 from ..run.jobs import Job
-from .extras import require
+from ..extras import require
 from .to_tensorboard import run_folder
 
 

@@ -11,7 +11,7 @@ from pathlib import Path
 from typing import Any, Iterable
 
 from ..core.result import TrialResult
-from .extras import require
+from ..extras import require
 
 MEASURES = ("status", "final_accuracy", "final_loss", "time_to_target_s", "steps_to_target", "epochs_to_target",
             "steps", "train_seconds", "eval_seconds", "wall_seconds", "load_seconds", "compile_seconds", "device")

@@ -8,7 +8,7 @@ import json
 import time
 from ..core.result import TrialResult
 from .destinations import Exported
-from .extras import require
+from ..extras import require
 from .tables import flatten
 
 SPEC_TAG = "mnistbench.spec_id"

@@ -10,7 +10,7 @@ import uuid
 from pathlib import Path
 
 from ..core.result import TrialResult
-from .extras import require
+from ..extras import require
 from .tables import flatten
 from .destinations import Exported
 

@@ -14,6 +14,7 @@ from typing import TYPE_CHECKING, Any, Literal, Sequence
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
+from ..core.recipes import OPTIMIZERS
 from ..core.result import COMPLETE, FINISHED, TrialResult
 from ..core.spec import TrialSpec
 from ..errors import ConfigError
@@ -143,7 +144,12 @@ def tuning_trials(experiment: "Experiment") -> list[TuningTrial]:
     out, seen = [], set()
     for config in experiment.configs():
         base = _judging_fields(experiment, config)
+        # A learning-rate-free optimizer (Prodigy) has no rate to search: every point takes lr 1 (its multiplier),
+        # and the specs that leaves equal are run once (below), so its budget shows the one point it needed.
+        lr_free = OPTIMIZERS.get(base.get("optimizer", TrialSpec.model_fields["optimizer"].default)).lr_free
         for i, values in enumerate(points):
+            if lr_free and "lr" in values:
+                values = {**values, "lr": 1.0}
             label = f"{config.label} · tuning {i + 1}: {point_text(values)}"
             for seed in tuning.trial_seed_list():
                 spec = experiment.spec_from(label, with_point(base, values), seed)

@@ -5,7 +5,7 @@ from __future__ import annotations
 import importlib
 from types import ModuleType
 
-from ..errors import BadInput
+from .errors import BadInput
 
 
 def require(module: str, extra: str, what: str) -> ModuleType:
