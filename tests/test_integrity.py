@@ -25,7 +25,7 @@ EVAL_SLEEP, LOAD_SLEEP = 1.0, 3.0  # each far above 20 tiny training steps, even
 
 def test_training_clock_never_sees_evaluation_or_loading(synthetic_name, monkeypatch):
     """Evaluation and data loading are made measurably slow; the training clock must not see it."""
-    real_evaluate, real_load = trial.evaluate, trial.load
+    real_evaluate, real_load = trial.evaluate_toward, trial.load
 
     def slow_evaluate(*args, **kwargs):
         time.sleep(EVAL_SLEEP)
@@ -35,7 +35,7 @@ def test_training_clock_never_sees_evaluation_or_loading(synthetic_name, monkeyp
         time.sleep(LOAD_SLEEP)
         return real_load(*args, **kwargs)
 
-    monkeypatch.setattr(trial, "evaluate", slow_evaluate)
+    monkeypatch.setattr(trial, "evaluate_toward", slow_evaluate)  # every evaluation of the loop goes through it
     monkeypatch.setattr(trial, "load", slow_load)
     # lr 1e-6 never reaches the target, so evaluation keeps its 4-step cadence (and the epoch end at 19).
     spec = make_spec(dataset=synthetic_name, model="compact", lr=1e-6, batch_size=32, steps=20, eval_every=4,

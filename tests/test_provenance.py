@@ -23,7 +23,7 @@ from mnistbench.report.analysis import mixed_environments_allowed
 from mnistbench.report.comparison import compare
 from mnistbench.run.executors import RayCluster
 from mnistbench.run.jobs import Job
-from mnistbench.run.store import ResultStore
+from mnistbench.run.store import SCHEMA_VERSION, ResultStore
 from tests.test_report import ENV, make_result
 
 REFERENCE = Path(__file__).resolve().parents[1] / "docs" / "reference"
@@ -262,7 +262,8 @@ def test_stores_of_the_first_layout_open_with_their_trials_and_revisions(name, t
     assert len(read.trials) + sum(u.n for u in read.undefined) == 24 and original.read_bytes() == before
     shutil.copy(original, tmp_path / "results.sqlite")
     ResultStore(tmp_path).close()  # opened for writing: migrated in place
-    assert rows(tmp_path, "PRAGMA user_version") == [(5,)]
+    assert rows(tmp_path, "PRAGMA user_version") == [(SCHEMA_VERSION,)]
+    assert rows(tmp_path, "SELECT count(*) FROM curves WHERE seen IS NOT NULL") == [(0,)]  # every old point: full
     assert rows(tmp_path, "PRAGMA integrity_check") == [("ok",)]
     assert rows(tmp_path, "SELECT count(*), count(DISTINCT attempt) FROM trials") == [(24, 1)]
     assert len(rows(tmp_path, "SELECT * FROM curves")) == len(rows(tmp_path, "SELECT * FROM curves WHERE attempt = 1"))

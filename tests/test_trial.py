@@ -42,6 +42,71 @@ def test_cadence_is_finer_than_an_epoch_until_the_target(synthetic_name, data):
     assert result.status == "budget" and result.time_to_target_s is None
 
 
+def test_a_cadence_evaluation_that_cannot_meet_the_target_stops_and_says_so(synthetic_name, data, tmp_path):
+    from mnistbench.core.trial import evaluate
+    from mnistbench.run.store import ResultStore
+
+    # lr 1e-6 stays near chance: each cadence pass can stop after the misses 99% allows on 200 test images (2),
+    # while epoch ends and the budget's end see the whole split.
+    result = run_trial(spec(synthetic_name, lr=1e-6, epochs=2, eval_every=3, target=0.99), data)
+    cadence = [p for p in result.curve if p.step not in (19, 38)]
+    ends = [p for p in result.curve if p.step in (19, 38)]
+    assert cadence and all(p.partial and p.seen < len(data.test) and p.eval_accuracy < 0.99 for p in cadence)
+    assert ends and not any(p.partial for p in ends)
+    assert result.final_accuracy == pytest.approx(evaluate(result.model, data.test, 100, _no_autocast())[0])
+    # Stored and read back with it, so the report can leave partial points out of the curves.
+    store = ResultStore(tmp_path)
+    store.add_trial("e", "label", result)
+    back = next(store.trials("e")).result
+    store.close()
+    assert [p.seen for p in back.curve] == [p.seen for p in result.curve]
+
+
+def _no_autocast():
+    import contextlib
+
+    return contextlib.nullcontext()
+
+
+def test_a_stopped_evaluation_never_stops_one_that_could_meet_the_target(synthetic_name, data):
+    from hypothesis import given, settings, strategies as st
+
+    import torch
+
+    from mnistbench.core.trial import evaluate, evaluate_toward
+
+    # A "model" that answers the labels, wrong on a chosen set of images: the stop must agree with the full pass.
+    test = data.test
+    n = len(test)
+
+    class Fixed(torch.nn.Module):
+        def __init__(self, wrong):
+            super().__init__()
+            self.wrong = wrong
+            self.seen = 0
+
+        def forward(self, x):
+            idx = torch.arange(self.seen, self.seen + len(x))
+            self.seen += len(x)
+            labels = test.labels[idx].clone()
+            labels[self.wrong[idx]] = (labels[self.wrong[idx]] + 1) % 10
+            return torch.nn.functional.one_hot(labels, 10).float()
+
+    @settings(max_examples=60, deadline=None)
+    @given(st.lists(st.booleans(), min_size=n, max_size=n), st.sampled_from([0.5, 0.9, 0.97, 0.99, 1.0]),
+           st.sampled_from([1, 7, 64, 250]))
+    def check(wrong, target, batch):
+        wrong = torch.tensor(wrong)
+        full, _ = evaluate(Fixed(wrong), test, batch, _no_autocast())
+        accuracy, _, seen = evaluate_toward(Fixed(wrong), test, batch, _no_autocast(), target)
+        if seen < n:  # stopped: the whole split could not have met the target, and its prefix did not either
+            assert full < target and accuracy < target
+        else:
+            assert accuracy == full
+
+    check()
+
+
 def test_same_seed_same_curve(synthetic_name, data):
     same = dict(model="seed-bn", optimizer="sgd", optimizer_args={"momentum": 0.9}, steps=12, eval_every=4)
     runs = [run_trial(spec(synthetic_name, **same, seed=7), data) for _ in range(2)]

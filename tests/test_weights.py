@@ -42,7 +42,7 @@ class Spy:
             return self.seam
 
         monkeypatch.setattr(trial_module, "evaluation_weights", keep)
-        evaluate, meets, snapshot = trial_module.evaluate, trial_module.meets_target, trial_module.Snapshot.of
+        evaluate, meets, snapshot = trial_module.evaluate_toward, trial_module.meets_target, trial_module.Snapshot.of
 
         def spied_evaluate(model, *args, **kw):
             self.check(model)
@@ -60,7 +60,7 @@ class Spy:
                 self.snapshots += 1
             return snapshot(model, *args, **kw)
 
-        monkeypatch.setattr(trial_module, "evaluate", spied_evaluate)
+        monkeypatch.setattr(trial_module, "evaluate_toward", spied_evaluate)
         monkeypatch.setattr(trial_module, "meets_target", spied_meets)
         monkeypatch.setattr(trial_module.Snapshot, "of", staticmethod(spied_snapshot))
 

@@ -18,7 +18,8 @@ class TrialBar:
         self.bar, self.label, self.task = bar, label, None
 
     def __call__(self, p: TrialProgress) -> None:
-        info = f"epoch {p.epoch:.2f} loss {p.train_loss:.4f} acc {p.accuracy:.4f}"
+        info = f"epoch {p.epoch:.2f} loss {p.train_loss:.4f} " + (
+            f"acc {p.accuracy:.4f}" if p.seen is None else f"below target (stopped after {p.seen:,} images)")
         if self.bar is None:
             if abs(p.epoch - round(p.epoch)) < 1e-9 or p.step == p.total_steps:
                 console.print(f"{self.label}: step {p.step}/{p.total_steps} {info} "

@@ -29,6 +29,14 @@ class CurvePoint:
     eval_accuracy: float
     eval_loss: float
     lr: float  # the rate the steps since the previous evaluation ran at
+    # Images the evaluation saw: None, the whole split. A cadence evaluation before the target stops once its
+    # misses exceed what the target allows (it can no longer meet it): its accuracy and loss are then over the
+    # images it saw, below the target by construction, and the point is partial.
+    seen: int | None = None
+
+    @property
+    def partial(self) -> bool:
+        return self.seen is not None
 
 
 @dataclass

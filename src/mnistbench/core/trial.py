@@ -60,6 +60,7 @@ class Progress:
     train_loss: float
     accuracy: float
     train_seconds: float
+    seen: int | None = None  # a partial evaluation: the images it saw before it could no longer meet the target
 
 
 def resolve_device(name: str) -> torch.device:
@@ -100,24 +101,39 @@ def accumulator_dtype(device: torch.device) -> torch.dtype:
     return torch.float32 if device.type == "mps" else torch.float64
 
 
-@torch.inference_mode()
 def evaluate(model: nn.Module, split: Split, batch_size: int | None, autocast) -> tuple[float, float]:
-    """Accuracy and mean cross-entropy on a whole split, in eval mode (BatchNorm statistics, no dropout).
-    Batches are slices of the split as it lies (its layout kept: no copy per batch); the sums stay on the
-    device in fp32 per batch and fp64 across batches (a handful of scalar adds), read once at the end."""
+    """Accuracy and mean cross-entropy on a whole split, in eval mode (BatchNorm statistics, no dropout)."""
+    accuracy, loss, _ = evaluate_toward(model, split, batch_size, autocast)
+    return accuracy, loss
+
+
+@torch.inference_mode()
+def evaluate_toward(model: nn.Module, split: Split, batch_size: int | None, autocast,
+                    target: float | None = None) -> tuple[float, float, int]:
+    """Accuracy, mean cross-entropy and the images seen. With a `target`, the pass stops as soon as its misses
+    exceed what the target allows on the whole split (it can no longer meet it): accuracy and loss are then
+    over the images seen, and below the target by construction. Batches are slices of the split as it lies
+    (its layout kept: no copy per batch); the sums stay on the device in fp32 per batch and fp64 across
+    batches, read once at the end (and, with a target, the hits once per batch)."""
     was_training = model.training
     model.eval()
     batch_size = eval_batch_size(batch_size, split.images.device)
+    n = len(split)
+    allowed = None if target is None else n - correct_needed(target, n)
     correct = torch.zeros((), dtype=torch.long, device=split.labels.device)
     loss = torch.zeros((), dtype=accumulator_dtype(split.labels.device), device=split.labels.device)
+    seen = 0
     with autocast:
-        for i in range(0, len(split), batch_size):
+        for i in range(0, n, batch_size):
             out = model(split.images[i:i + batch_size]).float()
             y = split.labels[i:i + batch_size]
             loss += F.cross_entropy(out, y, reduction="sum")
             correct += (out.argmax(1) == y).sum()
+            seen = min(n, i + batch_size)
+            if allowed is not None and seen - int(correct) > allowed:
+                break
     model.train(was_training)
-    return correct.item() / len(split), loss.item() / len(split)
+    return correct.item() / seen, loss.item() / seen, seen
 
 
 def correct_needed(target: float, n: int) -> int:
@@ -322,12 +338,17 @@ def _run_trial(spec: TrialSpec, data: Data | None, progress: Callable[[Progress]
                     snapshots.append(Snapshot.of(model, step, watch.elapsed))
             eval_seconds += now() - eval_start
             continue
+        # A cadence evaluation before the target only has to tell whether the target is met: it stops once it
+        # cannot be (a partial point). Epoch ends and the budget's end always see the whole split.
+        full = step in (epoch_end, total_steps) or crossing is not None
         with weights.evaluating(model):
-            accuracy, eval_loss = evaluate(model, held_out, spec.eval_batch_size, autocast)
+            accuracy, eval_loss, seen = evaluate_toward(model, held_out, spec.eval_batch_size, autocast,
+                                                        None if full else spec.target)
         evaluations += 1
         point = CurvePoint(step=step, epoch=step / steps_per_epoch, train_seconds=watch.elapsed,
                            wall_seconds=now() - wall_start, train_loss=train_loss, eval_accuracy=accuracy,
-                           eval_loss=eval_loss, lr=optimizer.param_groups[0]["lr"])
+                           eval_loss=eval_loss, lr=optimizer.param_groups[0]["lr"],
+                           seen=None if seen == len(held_out) else seen)
         curve.append(point)
         interval_loss.zero_()
         interval_start = step
@@ -355,7 +376,7 @@ def _run_trial(spec: TrialSpec, data: Data | None, progress: Callable[[Progress]
             status = "diverged"
         eval_seconds += now() - eval_start
         if progress is not None:
-            progress(Progress(step, total_steps, point.epoch, train_loss, accuracy, watch.elapsed))
+            progress(Progress(step, total_steps, point.epoch, train_loss, accuracy, watch.elapsed, point.seen))
         if status == "diverged" or (crossing is not None and spec.stop_at_target):
             break
 

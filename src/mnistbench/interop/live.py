@@ -32,8 +32,8 @@ class LiveTensorBoard:
             writer = self.writers.get(where)
             if writer is None:
                 writer = self.writers[where] = SummaryWriter(str(where))
-            for tag, value in (("curve/eval_accuracy", p.accuracy), ("curve/train_loss", p.train_loss),
-                               ("curve/timed_seconds", p.train_seconds)):
+            evaluated = () if p.seen is not None else (("curve/eval_accuracy", p.accuracy),)  # partial: a prefix's
+            for tag, value in (*evaluated, ("curve/train_loss", p.train_loss), ("curve/timed_seconds", p.train_seconds)):
                 writer.add_scalar(tag, value, p.step)
             writer.flush()  # on disk now: TensorBoard shows the point while the trial trains on
 

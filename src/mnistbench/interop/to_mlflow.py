@@ -37,9 +37,10 @@ def _metrics(result: TrialResult, start_ms: int):
     out += [Metric(k, float(v), end_ms, last) for k, v in finals.items() if v is not None]
     for p in result.curve:
         at = start_ms + int(p.train_seconds * 1000)
-        out += [Metric("curve/eval_accuracy", p.eval_accuracy, at, p.step),
-                Metric("curve/eval_loss", p.eval_loss, at, p.step),
-                Metric("curve/train_loss", p.train_loss, at, p.step),
+        if not p.partial:  # a partial evaluation's accuracy is over the images it saw, not the split
+            out += [Metric("curve/eval_accuracy", p.eval_accuracy, at, p.step),
+                    Metric("curve/eval_loss", p.eval_loss, at, p.step)]
+        out += [Metric("curve/train_loss", p.train_loss, at, p.step),
                 Metric("curve/lr", p.lr, at, p.step),
                 Metric("curve/timed_seconds", p.train_seconds, at, p.step),
                 Metric("curve/epoch", p.epoch, at, p.step)]

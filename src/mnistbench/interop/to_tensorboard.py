@@ -42,8 +42,8 @@ def _write(run_dir: Path, label: str, result: TrialResult) -> None:
     try:
         for p in result.curve:
             at = base + p.train_seconds
-            for tag, value in (("curve/eval_accuracy", p.eval_accuracy), ("curve/eval_loss", p.eval_loss),
-                               ("curve/train_loss", p.train_loss), ("curve/lr", p.lr),
+            evaluated = () if p.partial else (("curve/eval_accuracy", p.eval_accuracy), ("curve/eval_loss", p.eval_loss))
+            for tag, value in (*evaluated, ("curve/train_loss", p.train_loss), ("curve/lr", p.lr),
                                ("curve/timed_seconds", p.train_seconds)):
                 writer.add_scalar(tag, value, p.step, walltime=at)
         finals = {tag: getattr(result, attr) for tag, attr in FINAL_TAGS.items() if getattr(result, attr) is not None}

@@ -89,9 +89,11 @@ def epoch_series(results: Sequence[TrialResult], attr: str) -> Series:
 
 
 def time_series(results: Sequence[TrialResult], points: int = 200) -> Series:
-    """Accuracy against timed training seconds; several seeds are interpolated on their common span."""
-    curves = [(np.array([p.train_seconds for p in r.curve]), np.array([p.eval_accuracy for p in r.curve]))
-              for r in results if r.curve]
+    """Accuracy against timed training seconds; several seeds are interpolated on their common span. Partial
+    points (a cadence evaluation that stopped once it could not meet the target) are left out: their accuracy
+    is over the images they saw, not the split."""
+    full = [[p for p in r.curve if not p.partial] for r in results]
+    curves = [(np.array([p.train_seconds for p in c]), np.array([p.eval_accuracy for p in c])) for c in full if c]
     if len(curves) == 1:
         t, a = curves[0]
         return t, a, a, a

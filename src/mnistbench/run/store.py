@@ -24,9 +24,10 @@ DB_NAME = "results.sqlite"
 KILL_IN_WRITE = "MNISTBENCH_TEST_KILL_IN_WRITE"
 # "failed" trials are retried on the next run; "pruned" ones (stopped by a tuning protocol as hopeless) are not
 
-SCHEMA_VERSION = 5  # PRAGMA user_version: 0 = the first layout (one row per trial), 2 = attempts, 3 = kept models,
+SCHEMA_VERSION = 6  # PRAGMA user_version: 0 = the first layout (one row per trial), 2 = attempts, 3 = kept models,
 # 4 = the seeds a run asked for in a column of their own (they were a key slipped into the stored definition),
-# 5 = the spec defaults a run's code had, so its definition reads back as it ran after a default changes
+# 5 = the spec defaults a run's code had, so its definition reads back as it ran after a default changes,
+# 6 = a curve point's `seen` (a cadence evaluation that stopped once it could no longer meet the target)
 
 # A trial may have several attempts (a rerun, a retry after a failure): each is a row of its own and no
 # measurement is ever overwritten. The current attempt of a trial is its latest finished one (or, with
@@ -43,7 +44,8 @@ CREATE TABLE IF NOT EXISTS trials (
 CREATE TABLE IF NOT EXISTS curves (
     experiment TEXT NOT NULL, spec_id TEXT NOT NULL, step INTEGER NOT NULL, epoch REAL NOT NULL,
     train_seconds REAL NOT NULL, wall_seconds REAL NOT NULL, train_loss REAL, eval_accuracy REAL,
-    eval_loss REAL, lr REAL, attempt INTEGER NOT NULL DEFAULT 1, PRIMARY KEY (experiment, spec_id, attempt, step));
+    eval_loss REAL, lr REAL, attempt INTEGER NOT NULL DEFAULT 1, seen INTEGER,
+    PRIMARY KEY (experiment, spec_id, attempt, step));
 CREATE TABLE IF NOT EXISTS inference (
     experiment TEXT NOT NULL, label TEXT NOT NULL, spec_id TEXT NOT NULL, result TEXT NOT NULL,
     finished REAL NOT NULL, attempt INTEGER NOT NULL DEFAULT 1, PRIMARY KEY (experiment, label, spec_id, attempt));
@@ -71,7 +73,7 @@ SELECT experiment, spec_id, label, config_key, seed, status, final_accuracy, tim
        CASE WHEN json_extract(environment, '$.mnistbench_git') IS NULL THEN NULL
             ELSE json_extract(environment, '$.mnistbench_git') LIKE '%+dirty' END
 FROM trials_v0;
-INSERT INTO curves SELECT *, 1 FROM curves_v0;
+INSERT INTO curves SELECT *, 1, NULL FROM curves_v0;
 INSERT INTO inference SELECT *, 1 FROM inference_v0;
 DROP TABLE trials_v0;
 DROP TABLE curves_v0;
@@ -87,6 +89,10 @@ UPDATE experiments SET seeds = json_extract(definition, '$.seeds_requested'),
 
 MIGRATE_SPEC_DEFAULTS = """
 ALTER TABLE experiments ADD COLUMN spec_defaults TEXT;
+"""
+
+MIGRATE_SEEN = """
+ALTER TABLE curves ADD COLUMN seen INTEGER;
 """
 
 # The current attempt of every trial: the latest finished one, else the latest (a trial that only failed).
@@ -209,6 +215,8 @@ class ResultStore:
                 self._run_script(MIGRATE_SEEDS)
             if "spec_defaults" not in columns:  # unknown for runs stored before: read under today's defaults
                 self._run_script(MIGRATE_SPEC_DEFAULTS)
+            if "seen" not in {row[1] for row in self.conn.execute("PRAGMA table_info(curves)")}:
+                self._run_script(MIGRATE_SEEN)  # every earlier point saw the whole split: NULL
             self.conn.execute(f"PRAGMA user_version = {SCHEMA_VERSION}")
             self.conn.execute("COMMIT")
         except BaseException:
@@ -291,9 +299,10 @@ class ResultStore:
             if model is not None:
                 statements.append(("INSERT INTO models VALUES (?, ?, ?, ?)", (*key, *model)))
         if curve:
-            statements.append((f"INSERT INTO curves VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, {latest})",
+            statements.append((f"INSERT INTO curves VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, {latest}, ?)",
                                [(*key, p["step"], p["epoch"], p["train_seconds"], p["wall_seconds"],
-                                 p["train_loss"], p["eval_accuracy"], p["eval_loss"], p["lr"], *key) for p in curve]))
+                                 p["train_loss"], p["eval_accuracy"], p["eval_loss"], p["lr"], *key, p["seen"])
+                                for p in curve]))
         if inference is not None:
             statements.append((f"INSERT INTO inference VALUES (?, ?, ?, ?, ?, {latest})",
                                (experiment, label, spec.id, json.dumps(inference.to_dict()), now, *key)))
@@ -365,8 +374,8 @@ class ResultStore:
                 continue
             payload = json.loads(blob)
             payload["curve"] = [dict(zip(("step", "epoch", "train_seconds", "wall_seconds", "train_loss",
-                                          "eval_accuracy", "eval_loss", "lr"), r)) for r in self._read(
-                "SELECT step, epoch, train_seconds, wall_seconds, train_loss, eval_accuracy, eval_loss, lr "
+                                          "eval_accuracy", "eval_loss", "lr", "seen"), r)) for r in self._read(
+                "SELECT step, epoch, train_seconds, wall_seconds, train_loss, eval_accuracy, eval_loss, lr, seen "
                 "FROM curves WHERE experiment = ? AND spec_id = ? AND attempt = ? ORDER BY step",
                 (experiment, spec_id, attempt))]
             yield StoredTrial(experiment, label, TrialResult.from_dict(payload), attempt, finished,
