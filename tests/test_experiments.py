@@ -324,12 +324,22 @@ def test_ray_stores_the_same_trials(finished, tmp_path):
     pytest.importorskip("ray")
     path, results, _ = finished
     # Ray's cluster start alone took 230 s on a loaded 2-core machine: the trials are not what takes time here
-    proc = cli("run", path, "--results", tmp_path / "r", "--executor", "ray", timeout=600)
+    proc = cli("run", path, "--results", tmp_path / "r", "--executor", "ray", "--keep-models", timeout=600)
     assert proc.returncode == 0, proc.stderr
     assert "ran 6 trials" in proc.stdout
     ours = stored(tmp_path / "r")
     assert {r[1] for r in ours} == {r[1] for r in stored(results)} == expected_ids(path)
     assert [r[1:4] for r in ours] == [r[1:4] for r in stored(results)]  # same ids, labels and seeds
+    # --keep-models on Ray: each task ships its model's bytes back, and the driver keeps one per trial that
+    # predict can load (one Ray start serves both checks: it is the slow part).
+    from .test_interop_models import model_rows
+
+    kept = model_rows(tmp_path / "r")
+    assert len(kept) == 6 and all((tmp_path / "r" / path_).is_file() for _, path_ in kept), kept
+    label = kept[0][0]
+    predicted = cli("predict", f"tiny:{label}:0", path.parent / "data" / "t10k-images-idx3-ubyte",
+                    "--results", tmp_path / "r")
+    assert predicted.returncode == 0, predicted.stderr
 
 
 # 7. Exports and the unknown-experiment error.

@@ -16,11 +16,12 @@ import time
 from pathlib import Path
 
 import pytest
+import torch
 from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
 
-from mnistbench import api
-from mnistbench.errors import ConfigError, MnistbenchError, StoreError
+from mnistbench import api, make_spec
+from mnistbench.errors import BadInput, ConfigError, MnistbenchError, StoreError
 from mnistbench.run.experiments import Experiment, parse_experiment
 from mnistbench.run.store import ResultStore
 
@@ -593,3 +594,59 @@ def test_a_store_from_a_newer_mnistbench_is_refused_untouched(synthetic_name, tm
         assert_one_line_error(proc, "written by a newer mnistbench", f"store schema {SCHEMA_VERSION + 1}")
     assert hashlib.sha256(db.read_bytes()).hexdigest() == before
     assert sorted(p.name for p in results.iterdir()) == ["results.sqlite"]
+
+
+# --- Checkpoints: whatever a file holds, it loads and builds, or it is one line ----------------------------------
+
+def _checkpoint_bytes() -> bytes:
+    from mnistbench.core.checkpoint import to_bytes
+    from mnistbench.core.models import build_model
+
+    torch.manual_seed(0)
+    return to_bytes(build_model("compact"), make_spec(model="compact"), 0.13, 0.31)
+
+
+def _saved(payload) -> bytes:
+    import io
+
+    buffer = io.BytesIO()
+    torch.save(payload, buffer)
+    return buffer.getvalue()
+
+
+VALID = None
+
+
+def _hostile_checkpoints():
+    from mnistbench.core.checkpoint import FORMAT
+
+    global VALID
+    VALID = VALID or _checkpoint_bytes()
+    junk = st.one_of(st.none(), st.booleans(), st.integers(), st.floats(), st.text(max_size=40),
+                     st.lists(st.integers(), max_size=3))
+    spec_text = st.one_of(st.text(max_size=60), st.just('{"model": "compact"}'), st.just('{"model": "nope"}'),
+                          st.just('{"lr": -1}'), st.just("[1, 2]"), st.just("null"))
+    fields = st.fixed_dictionaries({"format": st.just(FORMAT)}, optional={
+        "spec": st.one_of(spec_text, junk), "mean": junk, "std": junk,
+        "state_dict": st.one_of(junk, st.just({"0.weight": torch.zeros(2)}), st.just({}))})
+    return st.one_of(
+        st.binary(max_size=300),
+        st.integers(0, len(VALID) - 1).map(lambda k: VALID[:k]),  # truncated
+        st.tuples(st.integers(0, len(VALID) - 1), st.integers(0, 255)).map(  # one byte changed
+            lambda t: VALID[:t[0]] + bytes([t[1]]) + VALID[t[0] + 1:]),
+        fields.map(_saved),
+        st.dictionaries(st.text(max_size=10), junk, max_size=3).map(_saved))
+
+
+@settings(max_examples=200, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(st.data())
+def test_any_checkpoint_file_loads_and_builds_or_is_bad_input(tmp_path_factory, data):
+    from mnistbench.core.checkpoint import load_file
+
+    blob = data.draw(_hostile_checkpoints())
+    path = tmp_path_factory.mktemp("ck") / "model.pt"
+    path.write_bytes(blob)
+    try:
+        load_file(path, model=data.draw(st.sampled_from([None, "compact"]))).build()
+    except BadInput:
+        pass

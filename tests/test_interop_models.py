@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import shutil
 import json
 import sqlite3
 from pathlib import Path
@@ -256,3 +257,24 @@ def test_onnx_export_without_the_extra_names_it(kept, tmp_path, monkeypatch):
     with pytest.raises(BadInput) as err:
         api.export_model("tiny:sgd", "onnx", tmp_path / "m.onnx", kept[1])
     assert "mnistbench[export]" in err.value.one_line() and "\n" not in err.value.one_line()
+
+
+def test_export_where_a_file_is_in_the_way_is_one_line_and_writes_nothing(kept, tmp_path, cli):
+    root, results, _, _ = kept
+    (tmp_path / "a-file").write_text("in the way")
+    for fmt, out in (("onnx", tmp_path / "a-file" / "m.onnx"), ("pt2", tmp_path / "a-file" / "sub" / "m.pt2")):
+        assert_one_line_error(cli("export", "tiny:sgd", "--format", fmt, "--out", out, "--results", results),
+                              "cannot write", "a-file")
+    assert (tmp_path / "a-file").read_text() == "in the way"
+
+
+def test_predict_takes_a_folder_of_images_and_refuses_an_empty_one(kept, tmp_path, cli):
+    root, results, _, _ = kept
+    folder = tmp_path / "digits"
+    folder.mkdir()
+    shutil.copy(root / "data" / "t10k-images-idx3-ubyte", folder / "a.idx")
+    (folder / ".hidden").write_text("skipped")
+    proc = cli("predict", "tiny:sgd", folder, "--results", results)
+    assert proc.returncode == 0 and "a.idx#199" in proc.stdout, proc.stderr
+    (tmp_path / "empty").mkdir()
+    assert_one_line_error(cli("predict", "tiny:sgd", tmp_path / "empty", "--results", results), "holds no files")

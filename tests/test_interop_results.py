@@ -142,6 +142,20 @@ def test_export_results_bad_destination_is_one_line(stored, cli):
                           "no results for experiment 'nope'")
 
 
+def test_a_tracking_uri_or_folder_that_cannot_be_used_is_one_line(stored, cli, tmp_path):
+    from .test_experiments import assert_one_line_error
+
+    pytest.importorskip("mlflow")
+    pytest.importorskip("tensorboard")
+    (tmp_path / "a-file").write_text("in the way")
+    for uri in (f"sqlite:///{tmp_path}/a-file/mlflow.db", "nope://x", str(tmp_path / "a-file" / "mlruns")):
+        assert_one_line_error(cli("export-results", "tiny", "--to", "mlflow", "--tracking-uri", uri,
+                                  "--results", stored[1]), "cannot use the MLflow tracking URI")
+    assert_one_line_error(cli("export-results", "tiny", "--to", "tensorboard", tmp_path / "a-file" / "tb",
+                              "--results", stored[1]), "cannot write TensorBoard events", "a-file")
+    assert (tmp_path / "a-file").read_text() == "in the way"
+
+
 def test_a_run_can_be_watched_live_in_tensorboard(synthetic_name, tmp_path):
     """`run --live-tensorboard DIR`: every evaluation of every trial is in TensorBoard's event files while the run
     goes on (flushed at each point), in the folders `export-results --to tensorboard` uses."""

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import io
 import json
+import math
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -48,6 +49,25 @@ def to_bytes(model: nn.Module, spec: TrialSpec, mean: float, std: float) -> byte
     return buffer.getvalue()
 
 
+def _described(blob: dict, path: Path) -> SavedModel:
+    """A model file's own description, checked whole: a file that says it is ours but whose spec, statistics or
+    weights do not read as such (damaged, or written by hand to mislead) is refused in one line."""
+    try:
+        spec = TrialSpec(**json.loads(blob["spec"]))
+        mean, std = float(blob["mean"]), float(blob["std"])
+        state = blob["state_dict"]
+        if not (math.isfinite(mean) and math.isfinite(std) and std > 0):
+            raise ValueError("normalization")
+        if not isinstance(state, dict) or not all(isinstance(k, str) and isinstance(v, torch.Tensor)
+                                                  for k, v in state.items()):
+            raise ValueError("weights")
+    except Exception as exc:  # noqa: BLE001 - a missing key, bad JSON, a bad spec: one answer for the user
+        raise BadInput(f"{path} says it is a mnistbench model, but its description does not read "
+                       f"({type(exc).__name__})", "write it again with run --keep-models or train "
+                       "--save-checkpoint") from None
+    return SavedModel(spec, mean, std, state, str(path))
+
+
 def load_file(path: Path, model: str | None = None, dataset: str | None = None) -> SavedModel:
     """A saved model, or a bare state_dict (`train --save-checkpoint`), which needs the model's name."""
     try:
@@ -58,10 +78,10 @@ def load_file(path: Path, model: str | None = None, dataset: str | None = None) 
         raise BadInput(f"cannot read {path} as a model ({type(exc).__name__})",
                        "pass a .pt written by mnistbench (run --keep-models or train --save-checkpoint)") from None
     if isinstance(blob, dict) and blob.get("format") == FORMAT:
-        spec = TrialSpec(**json.loads(blob["spec"]))
-        if model is not None and model != spec.model:
-            raise BadInput(f"{path} holds a '{spec.model}' model, not '{model}'", "leave out --model")
-        return SavedModel(spec, blob["mean"], blob["std"], blob["state_dict"], str(path))
+        saved = _described(blob, path)
+        if model is not None and model != saved.spec.model:
+            raise BadInput(f"{path} holds a '{saved.spec.model}' model, not '{model}'", "leave out --model")
+        return saved
     if isinstance(blob, dict) and all(isinstance(v, torch.Tensor) for v in blob.values()):
         if model is None:
             raise BadInput(f"{path} is a bare state_dict: it does not say which model it is",

@@ -81,6 +81,14 @@ def export_model(saved: SavedModel, fmt: str, out: Path | None = None) -> Path:
                                       f"{entry.suffix}")
     if out.is_dir():
         raise BadInput(f"{out} is a folder", f"pass a file name ending in {entry.suffix}")
-    out.parent.mkdir(parents=True, exist_ok=True)
-    entry.write(saved, saved.build(), out)
+    try:  # a missing folder is made; one that cannot be (a file in the way, no permission) is bad input
+        out.parent.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise BadInput(f"cannot write {out}: {exc.strerror} ({exc.filename})",
+                       "choose a path in a folder you can write to") from None
+    try:
+        entry.write(saved, saved.build(), out)
+    except OSError as exc:
+        out.unlink(missing_ok=True)  # never leave half a model behind
+        raise BadInput(f"cannot write {out}: {exc.strerror or exc}", "choose a path with room you can write to") from None
     return out

@@ -76,12 +76,26 @@ def _is_idx(path: Path) -> bool:
     return gz or (len(head) == 4 and head[:2] == b"\x00\x00" and head[2] == 0x08)
 
 
+def _expand(paths) -> list[Path]:
+    """The files named, a folder standing for the files in it (sorted; hidden ones left out)."""
+    out = []
+    for path in paths:
+        if path.is_dir():
+            inside = sorted(p for p in path.iterdir() if p.is_file() and not p.name.startswith("."))
+            if not inside:
+                raise BadInput(f"the folder {path} holds no files", "pass PNG, JPEG or IDX files, or a folder of them")
+            out += inside
+        else:
+            out.append(path)
+    return out
+
+
 def load_inputs(paths: list[Path], saved: SavedModel) -> tuple[list[str], torch.Tensor]:
     """Every image named, as one normalized (N, 1, 28, 28) batch with the model's dataset statistics."""
     from ..data import read_images
 
     sources, images = [], []
-    for path in map(Path, paths):
+    for path in _expand(map(Path, paths)):
         if _is_idx(path):
             try:
                 pixels = read_images(path)

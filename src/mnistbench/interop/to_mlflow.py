@@ -5,9 +5,11 @@ from __future__ import annotations
 
 import hashlib
 import json
+import os
 import time
 from ..core.result import TrialResult
 from .destinations import Exported
+from ..errors import BadInput
 from ..extras import require
 from .tables import flatten
 
@@ -57,10 +59,19 @@ def export(experiment: str, trials: list[tuple[str, TrialResult]], tracking_uri:
     from mlflow.entities import Param, RunStatus
     from mlflow.tracking import MlflowClient
 
-    client = MlflowClient(tracking_uri=tracking_uri)
-    found = client.get_experiment_by_name(experiment)
-    exp_id = found.experiment_id if found else client.create_experiment(
-        experiment, tags={"mnistbench.experiment": experiment})
+    # A server that does not answer would otherwise be retried for minutes; a user's own settings win.
+    os.environ.setdefault("MLFLOW_HTTP_REQUEST_MAX_RETRIES", "2")
+    os.environ.setdefault("MLFLOW_HTTP_REQUEST_TIMEOUT", "20")
+    try:  # the first contact: whatever fails here is about the URI (scheme, path, server), and nothing is written
+        client = MlflowClient(tracking_uri=tracking_uri)
+        found = client.get_experiment_by_name(experiment)
+        exp_id = found.experiment_id if found else client.create_experiment(
+            experiment, tags={"mnistbench.experiment": experiment})
+    except Exception as exc:  # noqa: BLE001 - MLflow raises its own, OS and HTTP errors alike here
+        first = (str(exc).strip().splitlines() or [type(exc).__name__])[0][:200]
+        raise BadInput(f"cannot use the MLflow tracking URI {tracking_uri or mlflow.get_tracking_uri()!r}: {first}",
+                       "pass --tracking-uri sqlite:///PATH/mlflow.db (in a folder you can write) or an http(s) "
+                       "server that answers") from None
     done = set()
     for run in client.search_runs([exp_id], max_results=50000):
         if ATTEMPT_TAG not in run.data.tags:

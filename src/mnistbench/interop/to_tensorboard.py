@@ -10,6 +10,7 @@ import uuid
 from pathlib import Path
 
 from ..core.result import TrialResult
+from ..errors import BadInput
 from ..extras import require
 from .tables import flatten
 from .destinations import Exported
@@ -63,6 +64,11 @@ def export(experiment: str, trials: list[tuple[str, TrialResult]], out: Path) ->
     swapped in, so exporting again replaces a trial's events instead of doubling them."""
     require("tensorboard", "tensorboard", "exporting to TensorBoard")
     root = Path(out) / _safe(experiment)
+    try:  # before any event is written: a file in the way or a folder without permission is bad input
+        root.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise BadInput(f"cannot write TensorBoard events under {out}: {exc.strerror} ({exc.filename})",
+                       "pass a folder you can write to") from None
     for leftover in root.glob("*/.seed-*.tmp"):  # from an export that was interrupted: TensorBoard would show it
         shutil.rmtree(leftover, ignore_errors=True)
     for label, result in trials:
