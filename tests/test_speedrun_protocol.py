@@ -47,3 +47,34 @@ def test_reported_seeds_may_not_overlap_the_tuning_seeds(speedrun, monkeypatch, 
     with pytest.raises(SystemExit) as exit_:
         speedrun.main()
     assert exit_.value.code == 2 and "overlap the tuning seeds" in capsys.readouterr().err
+
+
+def test_the_record_claim_is_a_one_sided_test_that_the_mean_is_at_least_99(speedrun):
+    from scipy import stats
+
+    above = [0.9905, 0.9912, 0.9908, 0.9901, 0.9910, 0.9907] * 5
+    assert speedrun.p_at_least(above) < 0.01
+    assert speedrun.p_at_least([0.9899, 0.9903, 0.9898, 0.9902] * 5) > 0.05  # a mean at 99.005%: not decided
+    # the same as the t distribution's upper tail by hand
+    n, mean, sd = len(above), stats.tmean(above), stats.tstd(above)
+    assert speedrun.p_at_least(above) == pytest.approx(stats.t.sf((mean - 0.99) / (sd / n ** 0.5), n - 1))
+
+
+def test_a_record_row_names_its_commit_flops_and_p_and_refuses_a_dirty_tree(speedrun, monkeypatch, tmp_path):
+    from mnistbench import make_spec
+
+    spec = make_spec(model="speedrun", batch_size=256, steps=200)
+    results = [SimpleNamespace(spec=spec, steps=200, final_accuracy=a, wall_seconds=1.5,
+                               environment={"precision": "bf16"}) for a in [0.9905, 0.9911, 0.9908] * 10]
+    monkeypatch.setattr(speedrun, "describe", lambda: {"git_dirty": False, "git_revision": "abcdef123456",
+                                                       "cpu": "Test CPU", "usable_cores": 2})
+    table = tmp_path / "RECORDS.md"
+    speedrun.append_record(table, "speedrun", results, peak=1e12, log="run.log")
+    row = table.read_text().splitlines()[-1]
+    flops = speedrun.training_flops(results[0])
+    assert "abcdef1" in row and "Test CPU" in row and "bf16" in row and "`run.log`" in row
+    assert f"{flops / 1e12:.3f} TFLOP" in row and "not a record" not in row
+    monkeypatch.setattr(speedrun, "describe", lambda: {"git_dirty": True})
+    with pytest.raises(SystemExit):
+        speedrun.append_record(table, "speedrun", results, peak=1e12, log="run.log")
+    assert table.read_text().splitlines()[-1] == row  # nothing appended
