@@ -57,12 +57,19 @@ p.add_argument("--set", action="append", default=[])
 a = p.parse_args()
 base = dict(load_experiment("speedrun").trials(1))["speedrun"]
 over = {}
+if any(kv.startswith("optimizer=") for kv in a.set):
+    over["optimizer_args"] = {}  # another optimizer: the base recipe's Adam options do not carry over
 for kv in a.set:  # key=value, nested as schedule_args.warmup_fraction=0.1, lists as optimizer_args.betas=0.8,0.95
     key, value = kv.split("=")
-    parsed = [float(v) for v in value.split(",")] if "," in value else float(value)
+    try:
+        parsed = [float(v) for v in value.split(",")] if "," in value else float(value)
+    except ValueError:  # a name: optimizer=muon, schedule=constant
+        parsed = value
     if "." in key:
         outer, inner = key.split(".")
-        over[outer] = {**(over.get(outer) or getattr(base, outer)), inner: parsed}
+        over[outer] = {**(over.get(outer) if outer in over else getattr(base, outer)), inner: parsed}
+    elif isinstance(parsed, str):
+        over[key] = parsed
     else:
         over[key] = type(getattr(base, key))(parsed) if getattr(base, key) is not None else int(parsed)
 data = load("mnist", val_size=10_000)
