@@ -236,3 +236,10 @@ space = {{ lr = {{ low = 1e-4, high = 1.0, scale = "log" }} }}
     adam = [t for t in planned if t.config == "adam"]
     assert len(adam) == 4 and len({t.spec.lr for t in adam}) == 4
     assert len(prodigy) == 1 and prodigy[0].spec.lr == 1.0
+
+
+def test_list_optimizers_names_the_extra_of_each_that_needs_one():
+    # Rich would read "[optim]" as markup and print nothing of it: table cells are plain text.
+    proc = cli("list", "optimizers")
+    assert proc.returncode == 0
+    assert proc.stdout.count("mnistbench[optim]") == sum(1 for _, e in OPTIMIZERS if e.extra)

@@ -145,7 +145,7 @@ def main(args: list[str] | None = None) -> None:
     except Exception as exc:
         if _DEBUG["on"]:
             raise
-        err_console.print(f"[bold red]internal error:[/bold red] {type(exc).__name__}: {exc} "
+        err_console.print(f"[bold red]internal error:[/bold red] {type(exc).__name__}: {escape(str(exc))} "
                           "(rerun with --debug for the traceback and report it)", highlight=False, soft_wrap=True)
         sys.exit(1)
 

@@ -7,6 +7,7 @@ from typing import Any, Iterable
 
 from rich.console import Console
 from rich.table import Table
+from rich.text import Text
 
 # Off a terminal (CI logs, pipes) Rich would wrap tables at 80 columns; logs read better wide.
 console = Console(width=None if sys.stdout.isatty() else 160)
@@ -18,7 +19,7 @@ def table(title: str | None, columns: list[str], rows: Iterable[Iterable[Any]]) 
     for c in columns:
         t.add_column(c, overflow="fold")
     for row in rows:
-        t.add_row(*("" if v is None else str(v) for v in row))
+        t.add_row(*(Text("" if v is None else str(v)) for v in row))  # plain text: a '[optim]' is no markup
     return t
 
 

@@ -9,6 +9,7 @@ from pathlib import Path
 from typing import Optional
 
 import typer
+from rich.markup import escape
 
 from ..errors import BadInput
 from .console import console, table
@@ -170,7 +171,7 @@ def run(
                   f"{summary.skipped} were already stored", highlight=False)
     if summary.failed:
         console.print(f"[red]{len(summary.failed)} failed[/red] (stored with their error; rerun to retry): "
-                      + ", ".join(summary.failed))
+                      + escape(", ".join(summary.failed)))
     if summary.held_elsewhere:
         console.print(f"{summary.held_elsewhere} trials are being run by another process; "
                       "run again later to pick up any it leaves")
