@@ -107,6 +107,51 @@ def test_a_stopped_evaluation_never_stops_one_that_could_meet_the_target(synthet
     check()
 
 
+def test_the_search_order_changes_when_a_snapshot_is_decided_never_the_decision():
+    from hypothesis import given, settings, strategies as st
+
+    import torch
+
+    from mnistbench.core.trial import hardest_first, meets_target
+    from mnistbench.data import Split
+
+    n = 300
+    # Image i carries its index in its first pixel; the "model" answers its label, except on the images it misses.
+    split = Split(torch.arange(n, dtype=torch.float32).view(n, 1, 1, 1).expand(n, 1, 28, 28).contiguous(),
+                  torch.arange(n) % 10)
+
+    class Misses(torch.nn.Module):
+        def __init__(self, wrong):
+            super().__init__()
+            self.wrong, self.images = wrong, 0
+
+        def forward(self, x):
+            idx = x[:, 0, 0, 0].long()
+            self.images += len(x)
+            labels = split.labels[idx].clone()
+            labels[self.wrong[idx]] = (labels[self.wrong[idx]] + 1) % 10
+            return torch.nn.functional.one_hot(labels, 10).float()
+
+    @settings(max_examples=80, deadline=None)
+    @given(st.lists(st.booleans(), min_size=n, max_size=n), st.permutations(range(n)),
+           st.sampled_from([0.5, 0.9, 0.97, 1.0]), st.sampled_from([1, 16, 250]))
+    def check(wrong, order, target, batch):
+        wrong = torch.tensor(wrong)
+        truth = (n - int(wrong.sum())) / n >= target
+        assert meets_target(Misses(wrong), split, batch, _no_autocast(), target, torch.tensor(order)) == truth
+        assert meets_target(Misses(wrong), split, batch, _no_autocast(), target) == truth
+
+    check()
+    # Missed images first: a model that misses the same images is refused after reading about as many.
+    wrong = torch.zeros(n, dtype=torch.bool)
+    wrong[torch.arange(40, 300, 13)] = True  # 20 misses: 93.3%
+    margins = [torch.where(wrong, -1.0, 1.0)]
+    first, plain = Misses(wrong), Misses(wrong)
+    assert not meets_target(first, split, 10, _no_autocast(), 0.97, hardest_first(margins))
+    assert not meets_target(plain, split, 10, _no_autocast(), 0.97)
+    assert first.images <= 20 and plain.images >= 100, (first.images, plain.images)
+
+
 def test_same_seed_same_curve(synthetic_name, data):
     same = dict(model="seed-bn", optimizer="sgd", optimizer_args={"momentum": 0.9}, steps=12, eval_every=4)
     runs = [run_trial(spec(synthetic_name, **same, seed=7), data) for _ in range(2)]

@@ -109,12 +109,13 @@ def evaluate(model: nn.Module, split: Split, batch_size: int | None, autocast) -
 
 @torch.inference_mode()
 def evaluate_toward(model: nn.Module, split: Split, batch_size: int | None, autocast,
-                    target: float | None = None) -> tuple[float, float, int]:
+                    target: float | None = None, margins: list | None = None) -> tuple[float, float, int]:
     """Accuracy, mean cross-entropy and the images seen. With a `target`, the pass stops as soon as its misses
     exceed what the target allows on the whole split (it can no longer meet it): accuracy and loss are then
     over the images seen, and below the target by construction. Batches are slices of the split as it lies
     (its layout kept: no copy per batch); the sums stay on the device in fp32 per batch and fp64 across
-    batches, read once at the end (and, with a target, the hits once per batch)."""
+    batches, read once at the end (and, with a target, the hits once per batch). `margins`, when given, receives
+    each image's margin (its label's logit less the best other one: negative when it is missed), per batch."""
     was_training = model.training
     model.eval()
     batch_size = eval_batch_size(batch_size, split.images.device)
@@ -129,6 +130,8 @@ def evaluate_toward(model: nn.Module, split: Split, batch_size: int | None, auto
             y = split.labels[i:i + batch_size]
             loss += F.cross_entropy(out, y, reduction="sum")
             correct += (out.argmax(1) == y).sum()
+            if margins is not None:
+                margins.append(_margins(out, y))
             seen = min(n, i + batch_size)
             if allowed is not None and seen - int(correct) > allowed:
                 break
@@ -146,10 +149,25 @@ def correct_needed(target: float, n: int) -> int:
     return c
 
 
-def meets_target(model: nn.Module, split: Split, batch_size: int | None, autocast, target: float) -> bool:
+def _margins(logits: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
+    own = logits.gather(1, labels[:, None]).squeeze(1)
+    others = logits.scatter(1, labels[:, None], float("-inf")).amax(1)
+    return (own - others).float()
+
+
+def hardest_first(margins: list[torch.Tensor]) -> torch.Tensor:
+    """An order of the split, the images a model missed or nearly missed first (ascending margin)."""
+    return torch.argsort(torch.cat(margins), stable=True)
+
+
+def meets_target(model: nn.Module, split: Split, batch_size: int | None, autocast, target: float,
+                 order: torch.Tensor | None = None) -> bool:
     """Whether accuracy on the whole split meets `target`, the same answer as evaluate()'s, stopping as soon as
     the batches seen decide it: too many misses already, or enough hits already. The snapshot search asks only
-    this, so a snapshot far from the target costs a fraction of a pass."""
+    this, so a snapshot far from the target costs a fraction of a pass. `order` (a permutation of the split)
+    changes only when the answer is known, never the answer: the search passes the images the crossing's own
+    evaluation missed or nearly missed first, where an earlier snapshot's misses are, so a snapshot that misses
+    the target shows it after a fraction of the split instead of most of it."""
     was_training = model.training
     model.eval()
     batch_size = eval_batch_size(batch_size, split.images.device)
@@ -159,8 +177,13 @@ def meets_target(model: nn.Module, split: Split, batch_size: int | None, autocas
     try:
         with autocast:
             for i in range(0, n, batch_size):
-                out = model(split.images[i:i + batch_size])
-                correct += int((out.argmax(1) == split.labels[i:i + batch_size]).sum())
+                if order is None:
+                    images, labels = split.images[i:i + batch_size], split.labels[i:i + batch_size]
+                else:
+                    idx = order[i:i + batch_size]
+                    images, labels = split.images[idx], split.labels[idx]
+                out = model(images)
+                correct += int((out.argmax(1) == labels).sum())
                 seen = min(n, i + batch_size)
                 if correct >= needed:
                     return True
@@ -341,9 +364,10 @@ def _run_trial(spec: TrialSpec, data: Data | None, progress: Callable[[Progress]
         # A cadence evaluation before the target only has to tell whether the target is met: it stops once it
         # cannot be (a partial point). Epoch ends and the budget's end always see the whole split.
         full = step in (epoch_end, total_steps) or crossing is not None
+        margins = [] if crossing is None and searching else None  # this may be the hit: its misses order the search
         with weights.evaluating(model):
             accuracy, eval_loss, seen = evaluate_toward(model, held_out, spec.eval_batch_size, autocast,
-                                                        None if full else spec.target)
+                                                        None if full else spec.target, margins)
         evaluations += 1
         point = CurvePoint(step=step, epoch=step / steps_per_epoch, train_seconds=watch.elapsed,
                            wall_seconds=now() - wall_start, train_loss=train_loss, eval_accuracy=accuracy,
@@ -355,10 +379,12 @@ def _run_trial(spec: TrialSpec, data: Data | None, progress: Callable[[Progress]
         if crossing is None:
             hit = Snapshot(step, watch.elapsed)
             if accuracy >= spec.target:
+                order = hardest_first(margins) if margins else None
+
                 def meets(snapshot: Snapshot) -> bool:
                     probe.load_state_dict(snapshot.state)
                     weights.prepare(probe)
-                    return meets_target(probe, held_out, spec.eval_batch_size, autocast, spec.target)
+                    return meets_target(probe, held_out, spec.eval_batch_size, autocast, spec.target, order)
 
                 crossing = search_crossing([last_miss, *snapshots, hit], meets)
                 evaluations += crossing.evaluations
