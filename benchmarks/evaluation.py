@@ -5,9 +5,11 @@ all of them. Prints untimed evaluation seconds and evaluations per trial, and th
 reports (a variant may only change its resolution, never which crossing it finds).
 
 Variants:
-- full:     every cadence evaluation sees the whole split (mnistbench before partial evaluations)
-- partial:  a cadence evaluation before the target stops once it cannot meet it (today's default)
-- partial, snapshots every 1/N epoch: the same with a coarser snapshot grid for the search (a coarser resolution)
+- full, file order:      every cadence evaluation sees the whole split, the search reads the split in its order
+                         (mnistbench before partial evaluations)
+- partial, file order:   a cadence evaluation before the target stops once it cannot meet it
+- partial, hardest first: and the search reads first the images the crossing's evaluation missed (the default)
+- partial, 1/N epoch:    the default with a coarser snapshot grid (`--coarser N`: a coarser resolution)
 
     python benchmarks/evaluation.py --rounds 2 --precision fp32
 """
@@ -40,6 +42,12 @@ def full_passes():
 
 
 @contextlib.contextmanager
+def file_order():
+    with mock.patch.object(trial_module, "hardest_first", lambda margins: None):
+        yield
+
+
+@contextlib.contextmanager
 def snapshots_per_epoch(n: int):
     with mock.patch.object(horizon_module, "SNAPSHOTS_PER_EPOCH", n):
         yield
@@ -50,10 +58,17 @@ def main() -> None:
     parser.add_argument("--rounds", type=int, default=2)
     parser.add_argument("--precision", default="fp32", choices=["fp32", "auto"])
     parser.add_argument("--threads", type=int, default=None)
-    parser.add_argument("--coarser", type=int, nargs="*", default=[25], help="snapshots per epoch to try")
+    parser.add_argument("--coarser", type=int, nargs="*", default=[], help="snapshots per epoch to try")
     args = parser.parse_args()
-    variants = {"full": full_passes, "partial": contextlib.nullcontext}
-    variants.update({f"partial, 1/{n} epoch": (lambda n=n: snapshots_per_epoch(n)) for n in args.coarser})
+
+    @contextlib.contextmanager
+    def old():
+        with full_passes(), file_order():
+            yield
+
+    variants = {"full, file order": old, "partial, file order": file_order,
+                "partial, hardest first": contextlib.nullcontext}
+    variants.update({f"partial, hardest, 1/{n} epoch": (lambda n=n: snapshots_per_epoch(n)) for n in args.coarser})
     data = load("mnist")
     env = describe()
     print(f"# {env['cpu']}, {env['usable_cores']} cores, torch {env['torch']}, revision {env['git_revision']}; precision {args.precision}; {args.rounds} rounds; seed 0, 1 epoch, target 97%")
@@ -69,9 +84,9 @@ def main() -> None:
                 print(f"round {round_ + 1} {label} [{name}]: eval {r.eval_seconds:.2f} s over {r.evaluations} "
                       f"evaluations, train {r.train_seconds:.1f} s, to target {r.time_to_target_s} s "
                       f"(resolution {r.target_resolution_steps} steps)", flush=True)
-    print(f"\n{'configuration':<18} {'variant':<24} {'eval s (median)':>15} {'evaluations':>11} {'to target s':>11}")
+    print(f"\n{'configuration':<18} {'variant':<30} {'eval s (median)':>15} {'evaluations':>11} {'to target s':>11}")
     for (label, name), results in rows.items():
-        print(f"{label:<18} {name:<24} {statistics.median(r.eval_seconds for r in results):>15.2f} "
+        print(f"{label:<18} {name:<30} {statistics.median(r.eval_seconds for r in results):>15.2f} "
               f"{statistics.median(r.evaluations for r in results):>11.0f} "
               f"{statistics.median(r.time_to_target_s or float('nan') for r in results):>11.2f}")
 
