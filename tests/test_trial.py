@@ -62,6 +62,25 @@ def test_a_cadence_evaluation_that_cannot_meet_the_target_stops_and_says_so(synt
     assert [p.seen for p in back.curve] == [p.seen for p in result.curve]
 
 
+def test_a_diverged_trial_never_reports_a_partial_pass_as_its_final_accuracy(synthetic_name, data, monkeypatch):
+    from mnistbench.core import trial as trial_module
+
+    # The loss turns NaN after 12 steps: the cadence passes before it (every 3 steps, all partial at a 99% target
+    # on a near-chance model) are the only evaluations it had, so it has no whole test evaluation to report.
+    real = trial_module.training_step
+    steps = []
+
+    def poisoned(*args, **kw):
+        steps.append(1)
+        loss = real(*args, **kw)
+        return loss * float("nan") if len(steps) > 12 else loss
+
+    monkeypatch.setattr(trial_module, "training_step", poisoned)
+    result = run_trial(spec(synthetic_name, lr=1e-6, epochs=1, eval_every=3, target=0.99), data)
+    assert result.status == "diverged" and any(p.partial for p in result.curve)
+    assert result.final_accuracy is None
+
+
 def _no_autocast():
     import contextlib
 

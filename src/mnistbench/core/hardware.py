@@ -103,3 +103,9 @@ def resolve_precision(asked: str, device: torch.device) -> str:
 def freed_memory_kept() -> bool:
     """Whether this process trains with keep_freed_memory (stored with every trial as an environment factor)."""
     return bool(_malloc_kept)
+
+
+def random_streams_kept(device: torch.device):
+    """Run a block without moving the random streams a timed run draws from (dropout masks): the CPU's, and the
+    device's on CUDA."""
+    return torch.random.fork_rng(devices=[device] if device.type == "cuda" else [])

@@ -49,6 +49,13 @@ class OptimizerEntry:
         return getattr(importlib.import_module(module), attr)
 
 
+def _beta1_below_one(args: dict[str, Any]) -> None:
+    """Schedule-Free's x is y's extrapolation by 1/beta1 (and its SGD's by 1/momentum): 0 < beta1 < 1."""
+    beta1 = args["betas"][0] if "betas" in args else args["momentum"]
+    if not 0 < beta1 < 1:
+        raise ConfigError(f"Schedule-Free needs its first beta (momentum) strictly between 0 and 1, got {beta1}")
+
+
 def _nesterov_needs_momentum(args: dict[str, Any]) -> None:
     if args["nesterov"] and (args["momentum"] <= 0 or args["dampening"] != 0):
         raise ConfigError("sgd with nesterov needs momentum > 0 and dampening 0", "add --momentum 0.9")
@@ -83,12 +90,13 @@ OPTIMIZERS.add("sf-adamw", OptimizerEntry(
     "schedulefree:AdamWScheduleFree", "Schedule-Free AdamW",
     "Schedule-Free AdamW: no schedule (constant only; warmup_steps warms up), evaluates its averaged weights; "
     "rates 1-10x AdamW's", {"betas": (0.9, 0.999), "eps": 1e-8, "weight_decay": 0.0, "warmup_steps": 0,
-                             "r": 0.0, "weight_lr_power": 2.0}, extra="optim", seam="schedule-free"))
+                             "r": 0.0, "weight_lr_power": 2.0}, extra="optim", seam="schedule-free",
+    check=_beta1_below_one))
 OPTIMIZERS.add("sf-sgd", OptimizerEntry(
     "schedulefree:SGDScheduleFree", "Schedule-Free SGD",
     "Schedule-Free SGD: no schedule (constant only; warmup_steps warms up), evaluates its averaged weights; "
     "rates 10-50x SGD's", {"momentum": 0.9, "weight_decay": 0.0, "warmup_steps": 0, "r": 0.0,
-                           "weight_lr_power": 2.0}, extra="optim", seam="schedule-free"))
+                           "weight_lr_power": 2.0}, extra="optim", seam="schedule-free", check=_beta1_below_one))
 # From pytorch-optimizer, one entry each; its classes pick their own foreach.
 OPTIMIZERS.add("lion", OptimizerEntry(
     "pytorch_optimizer:Lion", "Lion", "Lion (Chen et al. 2023): the sign of an interpolated momentum; "

@@ -27,7 +27,7 @@ from .clock import Stopwatch, now
 from ..data import Data, Split, load
 from ..errors import ConfigError
 from .environment import describe, load_average
-from .hardware import keep_freed_memory, resolve_precision, torch_threads
+from .hardware import keep_freed_memory, random_streams_kept, resolve_precision, torch_threads
 from .horizon import horizon
 from .models import build_model, uses_channels_last
 from .recipes import OPTIMIZERS, make_optimizer, make_schedule
@@ -160,6 +160,7 @@ def hardest_first(margins: list[torch.Tensor]) -> torch.Tensor:
     return torch.argsort(torch.cat(margins), stable=True)
 
 
+@torch.inference_mode()
 def meets_target(model: nn.Module, split: Split, batch_size: int | None, autocast, target: float,
                  order: torch.Tensor | None = None) -> bool:
     """Whether accuracy on the whole split meets `target`, the same answer as evaluate()'s, stopping as soon as
@@ -194,11 +195,6 @@ def meets_target(model: nn.Module, split: Split, batch_size: int | None, autocas
         model.train(was_training)
 
 
-def _rng_kept(device: torch.device):
-    """Run a block without moving the random streams the timed run will draw from (dropout masks)."""
-    return torch.random.fork_rng(devices=[device] if device.type == "cuda" else [])
-
-
 def training_step(forward: nn.Module, x: torch.Tensor, y: torch.Tensor, loss_fn, optimizer, autocast) -> torch.Tensor:
     """One step, the same wherever a step is taken (the timed loop, the warm-up, compile's warm-up and the
     dry-run estimate): forward under the precision's autocast, the loss in fp32 whatever the logits' precision,
@@ -221,7 +217,7 @@ def _compile(spec: TrialSpec, model: nn.Module, train: Split, batch_sizes: set[i
     state = {k: v.clone() for k, v in model.state_dict().items()}
     compiled = torch.compile(model)
     optimizer = make_optimizer(spec.optimizer, model.parameters(), spec.lr, spec.optimizer_args)
-    with _rng_kept(device), Stopwatch(device) as watch:
+    with random_streams_kept(device), Stopwatch(device) as watch:
         for size in sorted(batch_sizes):
             training_step(compiled, train.images[:size], train.labels[:size], loss_fn, optimizer, autocast)
     model.load_state_dict(state)
@@ -235,7 +231,7 @@ def _warm_up(spec: TrialSpec, model: nn.Module, train: Split, batch_sizes: set[i
     will see, then one evaluation batch. It pays for oneDNN/cuDNN kernel creation and allocator growth, which
     otherwise land inside the first timed steps of a process. The copy (and its optimizer) is discarded and
     the random streams are restored, so the timed run is exactly what it would have been without it."""
-    with _rng_kept(device), Stopwatch(device) as watch:
+    with random_streams_kept(device), Stopwatch(device) as watch:
         scratch = copy.deepcopy(model).train()
         optimizer = make_optimizer(spec.optimizer, scratch.parameters(), spec.lr, spec.optimizer_args)
         for size in sorted(batch_sizes, reverse=True):
@@ -410,9 +406,10 @@ def _run_trial(spec: TrialSpec, data: Data | None, progress: Callable[[Progress]
     # weights: what evaluating() showed it is what finish() leaves, for the test, inference and saving).
     final_start = now()
     weights.finish(model)
-    if status == "diverged":  # its weights are not finite: the last test evaluation it had, if it had one
-        tested = curve and spec.eval_on == "test"  # `final_accuracy` is a test accuracy, never a validation one
-        final_accuracy, final_loss = (curve[-1].eval_accuracy, curve[-1].eval_loss) if tested else (None, None)
+    if status == "diverged":  # its weights are not finite: the last whole test evaluation it had, if it had one
+        # `final_accuracy` is a test accuracy over the whole split: never a validation one, never a partial pass's.
+        whole = [p for p in curve if not p.partial] if spec.eval_on == "test" else []
+        final_accuracy, final_loss = (whole[-1].eval_accuracy, whole[-1].eval_loss) if whole else (None, None)
     elif spec.eval_on == "test" and curve and curve[-1].step == step:
         final_accuracy, final_loss = curve[-1].eval_accuracy, curve[-1].eval_loss
     else:

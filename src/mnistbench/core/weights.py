@@ -21,6 +21,8 @@ import torch
 from torch import nn
 from torch.optim.swa_utils import AveragedModel, get_ema_multi_avg_fn
 
+from .hardware import random_streams_kept
+
 # Batches of the trial's size over which Schedule-Free's BatchNorm statistics are recomputed at x: the package's
 # own example uses 50. They are the training split's first batches in its stored order, the same at every
 # evaluation, so the same weights always evaluate to the same accuracy.
@@ -84,11 +86,18 @@ class ScheduleFree(Trained):
 
     @contextlib.contextmanager
     def swapped(self, model: nn.Module) -> Iterator[None]:
+        # The package swaps by interpolating with z, which rounds: y is kept and put back exactly, so evaluating
+        # never nudges what is trained, and finish() computes the very x the last evaluation saw.
+        params = [p for group in self.optimizer.param_groups for p in group["params"]]
+        trained = [p.detach().clone() for p in params]
         self.optimizer.eval()
         try:
             yield
         finally:
             self.optimizer.train()
+            with torch.no_grad():
+                for p, y in zip(params, trained):
+                    p.copy_(y)
 
     @torch.no_grad()
     def prepare(self, module: nn.Module) -> None:
@@ -97,17 +106,20 @@ class ScheduleFree(Trained):
             return
         momenta = [m.momentum for m in norms]
         was_training = module.training
+        device = next(module.parameters()).device
         for m in norms:
             m.reset_running_stats()
             m.momentum = None  # a cumulative average over the batches, as PreciseBN computes it
         module.train()
-        # Dropout draws here: keep the random streams the timed run draws from where they were.
-        with torch.random.fork_rng(devices=[]), self.autocast:
-            for images in self.batches():
-                module(images)
-        for m, momentum in zip(norms, momenta):
-            m.momentum = momentum
-        module.train(was_training)
+        # Dropout draws here: keep the random streams the timed run draws from (the device's too) where they were.
+        try:
+            with random_streams_kept(device), self.autocast:
+                for images in self.batches():
+                    module(images)
+        finally:
+            for m, momentum in zip(norms, momenta):
+                m.momentum = momentum
+            module.train(was_training)
 
     @contextlib.contextmanager
     def evaluating(self, model: nn.Module) -> Iterator[None]:

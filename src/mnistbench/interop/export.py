@@ -5,6 +5,8 @@ written into the ONNX file's metadata and printed, so a deployment can reproduce
 from __future__ import annotations
 
 import logging
+import os
+import uuid
 import warnings
 from dataclasses import dataclass
 from pathlib import Path
@@ -86,9 +88,13 @@ def export_model(saved: SavedModel, fmt: str, out: Path | None = None) -> Path:
     except OSError as exc:
         raise BadInput(f"cannot write {out}: {exc.strerror} ({exc.filename})",
                        "choose a path in a folder you can write to") from None
+    # Written beside its place and renamed over it: a failure leaves the old file (if any) whole, never half a model.
+    tmp = out.with_name(f".{out.stem}.{uuid.uuid4().hex[:8]}{out.suffix}")
     try:
-        entry.write(saved, saved.build(), out)
+        entry.write(saved, saved.build(), tmp)
+        os.replace(tmp, out)
     except OSError as exc:
-        out.unlink(missing_ok=True)  # never leave half a model behind
         raise BadInput(f"cannot write {out}: {exc.strerror or exc}", "choose a path with room you can write to") from None
+    finally:
+        tmp.unlink(missing_ok=True)
     return out

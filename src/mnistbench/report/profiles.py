@@ -94,8 +94,10 @@ def tuned_configs(experiment, results: Sequence[TrialResult]) -> list[TunedConfi
 
 
 def _validation_accuracy(r: TrialResult) -> float | None:
-    """The last validation accuracy a search trial reached (a pruned trial's, at the step it was stopped)."""
-    return r.curve[-1].eval_accuracy if r.curve and r.status != "failed" else None
+    """The last validation accuracy a search trial reached over the whole split (a pruned trial's, at the last
+    whole evaluation before it was stopped: a partial one's is over the images it saw)."""
+    whole = [p for p in r.curve if not p.partial]
+    return whole[-1].eval_accuracy if whole and r.status != "failed" else None
 
 
 def _times(configs: Sequence[TunedConfig], reruns: Callable[[TunedConfig], Sequence[TrialResult]]
