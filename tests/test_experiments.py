@@ -154,8 +154,8 @@ BAD_FILES = {
     "batch 0": (HEADER + '[[config]]\nlabel = "a"\nfields = { batch_size = 0 }\n', ["config 'a'", "batch_size:"]),
     "unknown model": (HEADER.replace('"compact"', '"resnet9000"') + '[[config]]\nlabel = "a"\n',
                       ["config 'a'", "unknown model 'resnet9000'", "compact"]),
-    "unknown optimizer": (HEADER + '[[config]]\nlabel = "a"\nfields = { optimizer = "lion" }\n',
-                          ["config 'a'", "unknown optimizer 'lion'"]),
+    "unknown optimizer": (HEADER + '[[config]]\nlabel = "a"\nfields = { optimizer = "lionheart" }\n',
+                          ["config 'a'", "unknown optimizer 'lionheart'"]),
     "option the optimizer does not take": (
         HEADER + '[[config]]\nlabel = "a"\nfields = { optimizer = "adam", optimizer_args = { momentum = 0.9 } }\n',
         ["config 'a'", "optimizer 'adam' does not take 'momentum'"]),

@@ -26,12 +26,12 @@ class CurvePoint:
     train_seconds: float
     wall_seconds: float
     train_loss: float  # mean over the steps since the previous evaluation
-    eval_accuracy: float
-    eval_loss: float
+    eval_accuracy: float | None  # None: a partial evaluation (below the target is all it says)
+    eval_loss: float | None
     lr: float  # the rate the steps since the previous evaluation ran at
-    # Images the evaluation saw: None, the whole split. A cadence evaluation before the target stops once its
-    # misses exceed what the target allows (it can no longer meet it): its accuracy and loss are then over the
-    # images it saw, below the target by construction, and the point is partial.
+    # Images the evaluation read: None, the whole split. A cadence evaluation before the target stops once its
+    # misses exceed what the target allows (it can no longer meet it), reading the likeliest misses first: the
+    # point is partial, and stores no accuracy or loss (those of the images it read would not be the split's).
     seen: int | None = None
 
     @property

@@ -58,9 +58,9 @@ class Progress:
     total_steps: int
     epoch: float
     train_loss: float
-    accuracy: float
+    accuracy: float | None  # None: a partial evaluation (it stopped once it could no longer meet the target)
     train_seconds: float
-    seen: int | None = None  # a partial evaluation: the images it saw before it could no longer meet the target
+    seen: int | None = None  # a partial evaluation: the images it read before it stopped
 
 
 def resolve_device(name: str) -> torch.device:
@@ -109,13 +109,16 @@ def evaluate(model: nn.Module, split: Split, batch_size: int | None, autocast) -
 
 @torch.inference_mode()
 def evaluate_toward(model: nn.Module, split: Split, batch_size: int | None, autocast,
-                    target: float | None = None, margins: list | None = None) -> tuple[float, float, int]:
+                    target: float | None = None, margins: list | None = None,
+                    order: torch.Tensor | None = None) -> tuple[float, float, int]:
     """Accuracy, mean cross-entropy and the images seen. With a `target`, the pass stops as soon as its misses
     exceed what the target allows on the whole split (it can no longer meet it): accuracy and loss are then
     over the images seen, and below the target by construction. Batches are slices of the split as it lies
     (its layout kept: no copy per batch); the sums stay on the device in fp32 per batch and fp64 across
     batches, read once at the end (and, with a target, the hits once per batch). `margins`, when given, receives
-    each image's margin (its label's logit less the best other one: negative when it is missed), per batch."""
+    each image's margin (its label's logit less the best other one: negative when it is missed), per batch.
+    `order` (a permutation of the split) is the order the images are read in: it changes when a stopped pass
+    stops, never whether it stops."""
     was_training = model.training
     model.eval()
     batch_size = eval_batch_size(batch_size, split.images.device)
@@ -126,8 +129,11 @@ def evaluate_toward(model: nn.Module, split: Split, batch_size: int | None, auto
     seen = 0
     with autocast:
         for i in range(0, n, batch_size):
-            out = model(split.images[i:i + batch_size]).float()
-            y = split.labels[i:i + batch_size]
+            if order is None:
+                out, y = model(split.images[i:i + batch_size]).float(), split.labels[i:i + batch_size]
+            else:
+                idx = order[i:i + batch_size]
+                out, y = model(split.images[idx]).float(), split.labels[idx]
             loss += F.cross_entropy(out, y, reduction="sum")
             correct += (out.argmax(1) == y).sum()
             if margins is not None:
@@ -305,6 +311,7 @@ def _run_trial(spec: TrialSpec, data: Data | None, progress: Callable[[Progress]
     status = "budget"
     crossing: Crossing | None = None
     last_miss = Snapshot(0, 0.0)  # the start: the search's lower end until an evaluation misses
+    priority = torch.zeros(len(held_out), device=device)  # each held-out image's last known margin (0: unread)
     snapshots: list[Snapshot] = []  # taken since last_miss, while the target is not reached
     step = 0
     epoch_loss = torch.zeros((), device=device)
@@ -359,28 +366,39 @@ def _run_trial(spec: TrialSpec, data: Data | None, progress: Callable[[Progress]
             continue
         # A cadence evaluation before the target only has to tell whether the target is met: it stops once it
         # cannot be (a partial point). Epoch ends and the budget's end always see the whole split.
+        # A stopped pass reads first the images the evaluations before it missed or nearly missed (`priority`:
+        # each image's last known margin, 0 for one not yet read), where this one's misses most likely are; so
+        # its accuracy over the images it read says nothing of the split's, and the point stores none.
         full = step in (epoch_end, total_steps) or crossing is not None
-        margins = [] if crossing is None and searching else None  # this may be the hit: its misses order the search
+        margins = [] if crossing is None else None  # this may be the hit: its misses order the search
+        order = None if full else torch.argsort(priority, stable=True)
         with weights.evaluating(model):
             accuracy, eval_loss, seen = evaluate_toward(model, held_out, spec.eval_batch_size, autocast,
-                                                        None if full else spec.target, margins)
+                                                        None if full else spec.target, margins, order)
         evaluations += 1
+        if margins:
+            read = torch.cat(margins)
+            if order is None:
+                priority = read
+            else:
+                priority[order[:seen]] = read
+        partial = seen < len(held_out)
         point = CurvePoint(step=step, epoch=step / steps_per_epoch, train_seconds=watch.elapsed,
-                           wall_seconds=now() - wall_start, train_loss=train_loss, eval_accuracy=accuracy,
-                           eval_loss=eval_loss, lr=optimizer.param_groups[0]["lr"],
-                           seen=None if seen == len(held_out) else seen)
+                           wall_seconds=now() - wall_start, train_loss=train_loss,
+                           eval_accuracy=None if partial else accuracy, eval_loss=None if partial else eval_loss,
+                           lr=optimizer.param_groups[0]["lr"], seen=seen if partial else None)
         curve.append(point)
         interval_loss.zero_()
         interval_start = step
         if crossing is None:
             hit = Snapshot(step, watch.elapsed)
-            if accuracy >= spec.target:
-                order = hardest_first(margins) if margins else None
+            if not partial and accuracy >= spec.target:
+                hardest = hardest_first(margins)
 
                 def meets(snapshot: Snapshot) -> bool:
                     probe.load_state_dict(snapshot.state)
                     weights.prepare(probe)
-                    return meets_target(probe, held_out, spec.eval_batch_size, autocast, spec.target, order)
+                    return meets_target(probe, held_out, spec.eval_batch_size, autocast, spec.target, hardest)
 
                 crossing = search_crossing([last_miss, *snapshots, hit], meets)
                 evaluations += crossing.evaluations
@@ -398,7 +416,8 @@ def _run_trial(spec: TrialSpec, data: Data | None, progress: Callable[[Progress]
             status = "diverged"
         eval_seconds += now() - eval_start
         if progress is not None:
-            progress(Progress(step, total_steps, point.epoch, train_loss, accuracy, watch.elapsed, point.seen))
+            progress(Progress(step, total_steps, point.epoch, train_loss, point.eval_accuracy, watch.elapsed,
+                              point.seen))
         if status == "diverged" or (crossing is not None and spec.stop_at_target):
             break
 

@@ -45,11 +45,12 @@ class _Watch:
             self.forward(p)
         # The callback sees the step, the validation accuracy and the timed clock; the evaluation loss and
         # the rate are not passed to it, so a pruned trial's curve leaves them out (NaN).
-        # A partial point's accuracy is over the images it saw (at least the misses the target allows): an
-        # estimate good enough to tell a trial 20 points behind the median.
         self.points.append(CurvePoint(p.step, p.epoch, p.train_seconds, now() - self.started, p.train_loss,
-                                      p.accuracy, math.nan, math.nan, p.seen))
-        if p.step < p.total_steps and should_prune(p.step, p.accuracy, self.earlier, self.rule):
+                                      p.accuracy, math.nan if p.accuracy is not None else None, math.nan, p.seen))
+        # A partial evaluation has no accuracy to compare: pruning decides at whole ones (the epoch ends, and
+        # cadence evaluations of a trial near the target).
+        if p.step < p.total_steps and p.accuracy is not None and should_prune(p.step, p.accuracy, self.earlier,
+                                                                            self.rule):
             raise Pruned()
 
     def result(self) -> TrialResult:
@@ -74,7 +75,8 @@ class PruningExecutor:
     progress: Callable[[Job], Callable[[Progress], None] | None] | None = None
 
     def _earlier(self, config: str) -> list[dict[int, float]]:
-        return [{p.step: p.eval_accuracy for p in s.result.curve} for s in self.store.trials(self.experiment)
+        return [{p.step: p.eval_accuracy for p in s.result.curve if not p.partial}
+                for s in self.store.trials(self.experiment)
                 if self.config_of.get(s.result.spec.id) == config and s.result.status in FINISHED]
 
     def run(self, jobs: Iterable[Job]) -> Iterator[JobOutput]:
