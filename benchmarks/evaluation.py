@@ -5,11 +5,12 @@ all of them. Prints untimed evaluation seconds and evaluations per trial, and th
 reports (a variant may only change its resolution, never which crossing it finds).
 
 Variants:
-- full, file order:      every cadence evaluation sees the whole split, the search reads the split in its order
-                         (mnistbench before partial evaluations)
-- partial, file order:   a cadence evaluation before the target stops once it cannot meet it
-- partial, hardest first: and the search reads first the images the crossing's evaluation missed (the default)
-- partial, 1/N epoch:    the default with a coarser snapshot grid (`--coarser N`: a coarser resolution)
+- whole passes:  every cadence evaluation reads the whole split, and the search reads it in its own order
+                 (mnistbench before partial evaluations)
+- stopped early: a cadence evaluation before the target stops once it cannot meet it, reading first the images
+                 the evaluations before it missed; the search reads first those the crossing's evaluation missed
+                 (the default)
+- stopped early, 1/N epoch: the default with a coarser snapshot grid (`--coarser N`: a coarser resolution)
 
     python benchmarks/evaluation.py --rounds 2 --precision fp32
 """
@@ -36,8 +37,8 @@ CONFIGS = {  # the notebook's first two configurations, as `seed` runs them
 @contextlib.contextmanager
 def full_passes():
     real = trial_module.evaluate_toward
-    def whole(model, split, batch, autocast, target=None, margins=None):
-        return real(model, split, batch, autocast, None, margins)  # never stops early
+    def whole(model, split, batch, autocast, target=None, margins=None, order=None):
+        return real(model, split, batch, autocast, None, margins)  # never stops early, reads in file order
 
     with mock.patch.object(trial_module, "evaluate_toward", whole):
         yield
@@ -68,9 +69,8 @@ def main() -> None:
         with full_passes(), file_order():
             yield
 
-    variants = {"full, file order": old, "partial, file order": file_order,
-                "partial, hardest first": contextlib.nullcontext}
-    variants.update({f"partial, hardest, 1/{n} epoch": (lambda n=n: snapshots_per_epoch(n)) for n in args.coarser})
+    variants = {"whole passes": old, "stopped early": contextlib.nullcontext}
+    variants.update({f"stopped early, 1/{n} epoch": (lambda n=n: snapshots_per_epoch(n)) for n in args.coarser})
     data = load("mnist")
     env = describe()
     print(f"# {env['cpu']}, {env['usable_cores']} cores, torch {env['torch']}, revision {env['git_revision']}; precision {args.precision}; {args.rounds} rounds; seed 0, 1 epoch, target 97%")
