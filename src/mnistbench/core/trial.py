@@ -393,7 +393,7 @@ def _run_trial(spec: TrialSpec, data: Data | None, progress: Callable[[Progress]
         if crossing is None:
             hit = Snapshot(step, watch.elapsed)
             if not partial and accuracy >= spec.target:
-                hardest = hardest_first(margins)
+                hardest = hardest_first([priority])  # every image's margin at the hit, in the split's order
 
                 def meets(snapshot: Snapshot) -> bool:
                     probe.load_state_dict(snapshot.state)
