@@ -171,7 +171,7 @@ def test_the_search_order_changes_when_a_snapshot_is_decided_never_the_decision(
     # Missed images first: a model that misses the same images is refused after reading about as many.
     wrong = torch.zeros(n, dtype=torch.bool)
     wrong[torch.arange(40, 300, 13)] = True  # 20 misses: 93.3%
-    margins = [torch.where(wrong, -1.0, 1.0)]
+    margins = torch.where(wrong, -1.0, 1.0)
     first, plain = Misses(wrong), Misses(wrong)
     assert not meets_target(first, split, 10, _no_autocast(), 0.97, hardest_first(margins))
     assert not meets_target(plain, split, 10, _no_autocast(), 0.97)

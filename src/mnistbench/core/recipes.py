@@ -3,7 +3,6 @@ validated hyperparameters (an option an optimizer does not take is an error, not
 
 from __future__ import annotations
 
-import importlib
 import math
 from dataclasses import dataclass, field
 from typing import Any, Callable, Literal
@@ -45,8 +44,7 @@ class OptimizerEntry:
         if not isinstance(self.cls, str):
             return self.cls
         module, _, attr = self.cls.partition(":")
-        require(module, self.extra, f"optimizer '{name}'")
-        return getattr(importlib.import_module(module), attr)
+        return getattr(require(module, self.extra, f"optimizer '{name}'"), attr)
 
 
 def _beta1_below_one(args: dict[str, Any]) -> None:

@@ -128,12 +128,8 @@ def evaluate_toward(model: nn.Module, split: Split, batch_size: int | None, auto
     loss = torch.zeros((), dtype=accumulator_dtype(split.labels.device), device=split.labels.device)
     seen = 0
     with autocast:
-        for i in range(0, n, batch_size):
-            if order is None:
-                out, y = model(split.images[i:i + batch_size]).float(), split.labels[i:i + batch_size]
-            else:
-                idx = order[i:i + batch_size]
-                out, y = model(split.images[idx]).float(), split.labels[idx]
+        for i, images, y in _batches(split, batch_size, order):
+            out = model(images).float()
             loss += F.cross_entropy(out, y, reduction="sum")
             correct += (out.argmax(1) == y).sum()
             if margins is not None:
@@ -143,6 +139,17 @@ def evaluate_toward(model: nn.Module, split: Split, batch_size: int | None, auto
                 break
     model.train(was_training)
     return correct.item() / seen, loss.item() / seen, seen
+
+
+def _batches(split: Split, batch_size: int, order: torch.Tensor | None):
+    """(start, images, labels) of each batch: slices of the split as it lies (its layout kept, no copy), or the
+    images `order` names, in that order."""
+    for i in range(0, len(split), batch_size):
+        if order is None:
+            yield i, split.images[i:i + batch_size], split.labels[i:i + batch_size]
+        else:
+            idx = order[i:i + batch_size]
+            yield i, split.images[idx], split.labels[idx]
 
 
 def correct_needed(target: float, n: int) -> int:
@@ -161,9 +168,9 @@ def _margins(logits: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
     return (own - others).float()
 
 
-def hardest_first(margins: list[torch.Tensor]) -> torch.Tensor:
+def hardest_first(margins: torch.Tensor) -> torch.Tensor:
     """An order of the split, the images a model missed or nearly missed first (ascending margin)."""
-    return torch.argsort(torch.cat(margins), stable=True)
+    return torch.argsort(margins, stable=True)
 
 
 @torch.inference_mode()
@@ -183,12 +190,7 @@ def meets_target(model: nn.Module, split: Split, batch_size: int | None, autocas
     correct = 0
     try:
         with autocast:
-            for i in range(0, n, batch_size):
-                if order is None:
-                    images, labels = split.images[i:i + batch_size], split.labels[i:i + batch_size]
-                else:
-                    idx = order[i:i + batch_size]
-                    images, labels = split.images[idx], split.labels[idx]
+            for i, images, labels in _batches(split, batch_size, order):
                 out = model(images)
                 correct += int((out.argmax(1) == labels).sum())
                 seen = min(n, i + batch_size)
@@ -365,13 +367,13 @@ def _run_trial(spec: TrialSpec, data: Data | None, progress: Callable[[Progress]
             eval_seconds += now() - eval_start
             continue
         # A cadence evaluation before the target only has to tell whether the target is met: it stops once it
-        # cannot be (a partial point). Epoch ends and the budget's end always see the whole split.
-        # A stopped pass reads first the images the evaluations before it missed or nearly missed (`priority`:
-        # each image's last known margin, 0 for one not yet read), where this one's misses most likely are; so
-        # its accuracy over the images it read says nothing of the split's, and the point stores none.
+        # cannot be (a partial point), reading first the images the evaluations before it missed or nearly
+        # missed (`priority`: each image's last known margin, 0 for one not yet read), where its misses most
+        # likely are; so its accuracy over the images it read says nothing of the split's, and the point stores
+        # none. Epoch ends and the budget's end always read the whole split, in its order.
         full = step in (epoch_end, total_steps) or crossing is not None
         margins = [] if crossing is None else None  # this may be the hit: its misses order the search
-        order = None if full else torch.argsort(priority, stable=True)
+        order = None if full else hardest_first(priority)
         with weights.evaluating(model):
             accuracy, eval_loss, seen = evaluate_toward(model, held_out, spec.eval_batch_size, autocast,
                                                         None if full else spec.target, margins, order)
@@ -393,7 +395,7 @@ def _run_trial(spec: TrialSpec, data: Data | None, progress: Callable[[Progress]
         if crossing is None:
             hit = Snapshot(step, watch.elapsed)
             if not partial and accuracy >= spec.target:
-                hardest = hardest_first([priority])  # every image's margin at the hit, in the split's order
+                hardest = hardest_first(priority)  # every image's margin at the hit, in the split's order
 
                 def meets(snapshot: Snapshot) -> bool:
                     probe.load_state_dict(snapshot.state)
