@@ -25,6 +25,7 @@ alternate which goes first from one configuration to the next, so drift on a sha
     python benchmarks/mainjob.py --epochs 1                  # every configuration cut to one epoch
     python benchmarks/mainjob.py --epochs 0.2 --configs 2    # a few minutes: the first two, a fifth of an epoch
     python benchmarks/mainjob.py --epochs 1 --precision auto # mnistbench in bf16 on AVX-512 BF16 / AMX CPUs
+    python benchmarks/mainjob.py --only 6 7 8 --precision auto  # the batch-size study at its own 5 epochs
 """
 
 from __future__ import annotations
@@ -163,6 +164,9 @@ def main() -> None:
     parser.add_argument("--epochs", type=float, default=None, help="epochs for every configuration "
                         "(default: each configuration's own, as the experiment defines it)")
     parser.add_argument("--configs", type=int, default=None, help="run only the first N configurations")
+    parser.add_argument("--only", type=int, nargs="+", default=None, metavar="K",
+                        help="run only these configurations, numbered from 1 in the experiment's order "
+                        "(6 7 8: the batch-size study)")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--threads", type=int, default=None)
     parser.add_argument("--precision", default="fp32", help="mnistbench's side only (fp32, bf16, auto: bf16 where "
@@ -171,7 +175,10 @@ def main() -> None:
     if args.threads:
         torch.set_num_threads(args.threads)
 
-    trials = load_experiment("seed").trials(1)[:args.configs]
+    trials = load_experiment("seed").trials(1)
+    if args.only and not set(args.only) <= set(range(1, len(trials) + 1)):
+        parser.error(f"--only takes configuration numbers from 1 to {len(trials)}")
+    trials = [t for k, t in enumerate(trials, 1) if not args.only or k in args.only][:args.configs]
     specs = {label: TrialSpec(**{**spec.model_dump(), "seed": args.seed, "threads": args.threads,
                                  "precision": args.precision, **({"epochs": args.epochs} if args.epochs else {})})
              for label, spec in trials}

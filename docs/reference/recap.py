@@ -3,6 +3,7 @@
     python docs/reference/recap.py            # from the repository root, in the project's environment
     python docs/reference/recap.py --reports  # and regenerate each store's report.html / report.md beside it
     python docs/reference/recap.py --optimizers [--reports]   # the `optimizers` study's table and profiles
+    python docs/reference/recap.py --optimizers-2026 [--reports]   # the same for `optimizers-2026`
 
 Columns: the notebook's own (approximate, single-run) accuracies, then mean ± std over seeds of each store
 under docs/reference/ (the 2-core CPU and the H200), as `mnistbench results` computes them.
@@ -21,7 +22,7 @@ from mnistbench.run.experiments import load_experiment
 HERE = Path(__file__).parent
 STORES = {"2-core CPU": HERE / "seed-cpu", "H200": HERE / "seed-h200"}
 CURRENT = {"2-core CPU"}  # stores measured with today's `seed` definition; the others with the one they ran under
-OPTIMIZERS = HERE / "optimizers-cpu"
+STUDIES = {"optimizers": HERE / "optimizers-cpu", "optimizers-2026": HERE / "optimizers-2026-cpu"}  # tuned studies
 
 
 def measured_definition(name: str):
@@ -51,13 +52,14 @@ def _cells(s: ConfigSummary | None, with_epochs: bool) -> list[str]:
     return cells + [f"{s.epochs_to_target.mean:.2f}"] if with_epochs else cells
 
 
-def optimizers() -> None:
-    """The tuned techniques (as the report's table) and each technique's performance profile at a few factors."""
+def tuned_study(name: str) -> None:
+    """A tuned study's techniques (as the report's table) and each one's performance profile at a few factors."""
     from mnistbench.report.profiles import performance_profile, tuned_configs, tuning_row
 
+    store = STUDIES[name]
     if "--reports" in sys.argv:
-        write_report("optimizers", OPTIMIZERS, out=OPTIMIZERS)
-    res = load_results("optimizers", OPTIMIZERS)
+        write_report(name, store, out=store)
+    res = load_results(name, store)
     configs = tuned_configs(res.definition, res.trials)
     header = ["Technique", "Workload (target)", "Chosen", "Validation accuracy (search)", "Test accuracy (± 95% CI)",
               "Median time to target", "Reached", "Tuning trials", "Tuning cost"]
@@ -76,8 +78,9 @@ def optimizers() -> None:
 
 
 def main() -> None:
-    if "--optimizers" in sys.argv:
-        return optimizers()
+    for name in STUDIES:
+        if f"--{name}" in sys.argv:
+            return tuned_study(name)
     if "--reports" in sys.argv:  # regenerate each store's report (the statistics of this code) beside it
         for name, path in STORES.items():
             write_report(measured_definition(name), path, out=path)
