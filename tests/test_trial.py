@@ -178,6 +178,57 @@ def test_the_search_order_changes_when_a_snapshot_is_decided_never_the_decision(
     assert first.images <= 20 and plain.images >= 100, (first.images, plain.images)
 
 
+def test_the_search_reads_first_what_the_last_snapshot_missed():
+    """LastMargins: after a near miss has been read, the next snapshot, missing much the same images, is decided
+    after reading about as many as it misses; with the hit's margins alone (where those images look easy) it
+    takes most of the split. The margins meets_target hands back are those of the images it read, in order."""
+    import torch
+
+    from mnistbench.core.trial import LastMargins, _margins, meets_target
+    from mnistbench.data import Split
+
+    n = 1000
+    split = Split(torch.arange(n, dtype=torch.float32).view(n, 1, 1, 1).expand(n, 1, 28, 28).contiguous(),
+                  torch.arange(n) % 10)
+
+    class Misses(torch.nn.Module):
+        def __init__(self, wrong):
+            super().__init__()
+            self.wrong, self.images = wrong, 0
+
+        def forward(self, x):
+            idx = x[:, 0, 0, 0].long()
+            self.images += len(x)
+            labels = split.labels[idx].clone()
+            labels[self.wrong[idx]] = (labels[self.wrong[idx]] + 1) % 10
+            return torch.nn.functional.one_hot(labels, 10).float()
+
+    def misses(*where):
+        wrong = torch.zeros(n, dtype=torch.bool)
+        for w in where:
+            wrong[w] = True
+        return wrong
+
+    hit = misses(torch.arange(0, 20))  # 98%: the hit misses images 0-19
+    near = misses(torch.arange(500, 540))  # 96%, twice: the earlier snapshots miss 40 images the hit gets right
+    kept = LastMargins(n, torch.device("cpu"))
+    read = []
+    meets_target(Misses(hit), split, 50, _no_autocast(), 0.0, None, read)  # target 0: decided at once...
+    assert len(torch.cat(read)) == 50  # ...after one batch: margins of the images read, no more
+    with torch.inference_mode():
+        out = Misses(hit)(split.images)
+    kept.record([_margins(out, split.labels)], None)  # the hit read everything
+    first, second, alone = Misses(near), Misses(near), Misses(near)
+    order = kept.order()
+    read = []
+    assert not meets_target(first, split, 10, _no_autocast(), 0.97, order, read)
+    kept.record(read, order)
+    assert torch.equal(kept.margins[order[:first.images]], torch.cat(read))
+    assert not meets_target(second, split, 10, _no_autocast(), 0.97, kept.order())
+    assert not meets_target(alone, split, 10, _no_autocast(), 0.97, order)  # the hit's margins alone
+    assert second.images <= 40 and alone.images >= 500, (second.images, alone.images)
+
+
 def test_same_seed_same_curve(synthetic_name, data):
     same = dict(model="seed-bn", optimizer="sgd", optimizer_args={"momentum": 0.9}, steps=12, eval_every=4)
     runs = [run_trial(spec(synthetic_name, **same, seed=7), data) for _ in range(2)]

@@ -173,15 +173,36 @@ def hardest_first(margins: torch.Tensor) -> torch.Tensor:
     return torch.argsort(margins, stable=True)
 
 
+class LastMargins:
+    """Each held-out image's last known margin (0 for one not read yet): the order in which the passes that may
+    stop early (the cadence's before the target, the snapshot search's) read the split, the images the latest
+    evaluations missed or nearly missed first. Models a few steps apart miss much the same images, so a pass
+    that will miss the target finds out after a fraction of the split."""
+
+    def __init__(self, n: int, device: torch.device):
+        self.margins = torch.zeros(n, device=device)
+
+    def order(self) -> torch.Tensor:
+        return hardest_first(self.margins)
+
+    def record(self, read: list[torch.Tensor], order: torch.Tensor | None) -> None:
+        """Keep the margins a pass read (per batch, as evaluate_toward and meets_target give them), in `order`
+        (None: the split's own)."""
+        if read:
+            margins = torch.cat(read)
+            self.margins[slice(len(margins)) if order is None else order[:len(margins)]] = margins
+
+
 @torch.inference_mode()
 def meets_target(model: nn.Module, split: Split, batch_size: int | None, autocast, target: float,
-                 order: torch.Tensor | None = None) -> bool:
+                 order: torch.Tensor | None = None, margins: list | None = None) -> bool:
     """Whether accuracy on the whole split meets `target`, the same answer as evaluate()'s, stopping as soon as
     the batches seen decide it: too many misses already, or enough hits already. The snapshot search asks only
     this, so a snapshot far from the target costs a fraction of a pass. `order` (a permutation of the split)
-    changes only when the answer is known, never the answer: the search passes the images the crossing's own
-    evaluation missed or nearly missed first, where an earlier snapshot's misses are, so a snapshot that misses
-    the target shows it after a fraction of the split instead of most of it."""
+    changes only when the answer is known, never the answer: the search passes the images the evaluations
+    before missed or nearly missed first, where this snapshot's misses most likely are, so a snapshot that
+    misses the target shows it after a fraction of the split instead of most of it. `margins`, when given,
+    receives the margin of each image read, per batch (as evaluate_toward's)."""
     was_training = model.training
     model.eval()
     batch_size = eval_batch_size(batch_size, split.images.device)
@@ -193,6 +214,8 @@ def meets_target(model: nn.Module, split: Split, batch_size: int | None, autocas
             for i, images, labels in _batches(split, batch_size, order):
                 out = model(images)
                 correct += int((out.argmax(1) == labels).sum())
+                if margins is not None:
+                    margins.append(_margins(out, labels))
                 seen = min(n, i + batch_size)
                 if correct >= needed:
                     return True
@@ -313,7 +336,7 @@ def _run_trial(spec: TrialSpec, data: Data | None, progress: Callable[[Progress]
     status = "budget"
     crossing: Crossing | None = None
     last_miss = Snapshot(0, 0.0)  # the start: the search's lower end until an evaluation misses
-    priority = torch.zeros(len(held_out), device=device)  # each held-out image's last known margin (0: unread)
+    priority = LastMargins(len(held_out), device)
     snapshots: list[Snapshot] = []  # taken since last_miss, while the target is not reached
     step = 0
     epoch_loss = torch.zeros((), device=device)
@@ -368,22 +391,18 @@ def _run_trial(spec: TrialSpec, data: Data | None, progress: Callable[[Progress]
             continue
         # A cadence evaluation before the target only has to tell whether the target is met: it stops once it
         # cannot be (a partial point), reading first the images the evaluations before it missed or nearly
-        # missed (`priority`: each image's last known margin, 0 for one not yet read), where its misses most
-        # likely are; so its accuracy over the images it read says nothing of the split's, and the point stores
-        # none. Epoch ends and the budget's end always read the whole split, in its order.
+        # missed (`priority`), where its misses most likely are; so its accuracy over the images it read says
+        # nothing of the split's, and the point stores none. Epoch ends and the budget's end always read the
+        # whole split, in its order.
         full = step in (epoch_end, total_steps) or crossing is not None
-        margins = [] if crossing is None else None  # this may be the hit: its misses order the search
-        order = None if full else hardest_first(priority)
+        margins = [] if crossing is None else None  # this may be the hit: its margins order the search
+        order = None if full else priority.order()
         with weights.evaluating(model):
             accuracy, eval_loss, seen = evaluate_toward(model, held_out, spec.eval_batch_size, autocast,
                                                         None if full else spec.target, margins, order)
         evaluations += 1
-        if margins:
-            read = torch.cat(margins)
-            if order is None:
-                priority = read
-            else:
-                priority[order[:seen]] = read
+        if margins is not None:
+            priority.record(margins, order)
         partial = seen < len(held_out)
         point = CurvePoint(step=step, epoch=step / steps_per_epoch, train_seconds=watch.elapsed,
                            wall_seconds=now() - wall_start, train_loss=train_loss,
@@ -395,12 +414,16 @@ def _run_trial(spec: TrialSpec, data: Data | None, progress: Callable[[Progress]
         if crossing is None:
             hit = Snapshot(step, watch.elapsed)
             if not partial and accuracy >= spec.target:
-                hardest = hardest_first(priority)  # every image's margin at the hit, in the split's order
-
+                # The search reads in the cadence's order too: the hit's margin for every image (it read them
+                # all), then each snapshot's for the images it read, so once one near miss has been read the
+                # next snapshot's misses, much the same images, come first.
                 def meets(snapshot: Snapshot) -> bool:
                     probe.load_state_dict(snapshot.state)
                     weights.prepare(probe)
-                    return meets_target(probe, held_out, spec.eval_batch_size, autocast, spec.target, hardest)
+                    order, read = priority.order(), []
+                    met = meets_target(probe, held_out, spec.eval_batch_size, autocast, spec.target, order, read)
+                    priority.record(read, order)
+                    return met
 
                 crossing = search_crossing([last_miss, *snapshots, hit], meets)
                 evaluations += crossing.evaluations
