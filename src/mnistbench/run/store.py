@@ -309,9 +309,6 @@ class ResultStore:
         self._write(statements)
         return self._read(f"SELECT {latest}", key)[0][0]
 
-    def relabel(self, experiment: str, spec_id: str, label: str) -> None:
-        self._write([("UPDATE trials SET label = ? WHERE experiment = ? AND spec_id = ?", (label, experiment, spec_id))])
-
     def finished_ids(self, experiment: str) -> set[str]:
         rows = self._read("SELECT DISTINCT spec_id FROM trials WHERE experiment = ? AND status IN (?, ?, ?, ?)",
                           (experiment, *FINISHED))
