@@ -241,6 +241,16 @@ def test_awkward_results_still_report(tmp_path):
     assert "none finished" in html and "1 failed" in html and "not reached" in html
 
 
+def test_a_pruned_search_point_is_no_environment_of_its_own(tmp_path):
+    """A pruned trial's environment is written by the process that stopped it, without the device it resolved:
+    the report's hardware section must not count it as a second environment."""
+    pruned = make_result(1, final=0.90, time_to_target=None, status="pruned", **SGD)
+    pruned.device, pruned.environment = "auto", {k: v for k, v in ENV.items() if k != "device"}
+    paths = write_report("pruned", [make_result(0, **SGD), make_result(1, **ADAM), pruned], tmp_path)
+    html = paths.html.read_text()
+    assert "different environments" not in html and "Test CPU 3000" in html
+
+
 def test_no_results_raises(tmp_path):
     with pytest.raises(ResultsMissing):
         write_report("seed", [], tmp_path)

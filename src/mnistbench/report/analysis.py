@@ -121,7 +121,7 @@ METRICS: dict[str, Metric] = {
 }
 
 
-def _ran(r: TrialResult) -> bool:
+def ran_in_its_environment(r: TrialResult) -> bool:
     """Whether the trial's environment is the one it trained in. A failed trial's, or a pruned search point's,
     is written by the parent process, which never resolved its precision or set its allocator."""
     return r.status not in ("failed", "pruned")
@@ -143,11 +143,11 @@ ENVIRONMENT_FACTORS: dict[str, Callable[[TrialResult], object]] = {
     # glibc's default allocator against core.hardware.keep_freed_memory (1.2-1.7x per step apart); trials
     # stored before the setting existed have no value and are not told apart
     "allocator": lambda r: (("freed memory kept" if r.environment["malloc_kept"] else "glibc default")
-                            if _ran(r) and "malloc_kept" in r.environment else None),
+                            if ran_in_its_environment(r) and "malloc_kept" in r.environment else None),
     # Other trials running on the same store while it trained (workers of this run, other `run`s): a shared
     # machine's times are not a solo machine's. Stores from before it was recorded are not told apart.
     "sharing": lambda r: (("alone" if r.environment["shared_with"] == 0 else "shared with other trials")
-                          if _ran(r) and "shared_with" in r.environment else None),
+                          if ran_in_its_environment(r) and "shared_with" in r.environment else None),
 }
 TIMED_METRICS = frozenset({"time_to_target"})  # metrics measured by the clock, which the environment moves
 # Factors two compared configurations must share as well; precision may differ between them (it can be the very

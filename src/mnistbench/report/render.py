@@ -13,7 +13,7 @@ from jinja2 import Environment, FileSystemLoader
 
 from . import plots
 from .analysis import (METRICS, ConfigSummary, ThroughputRow, describe_stat, mix_text, mixed_environments_allowed,
-                       seconds_text, summarize, target_text, targets_text)
+                       ran_in_its_environment, seconds_text, summarize, target_text, targets_text)
 from .comparison import RANK, Comparison
 from .decisions import Decisions, conclusions, decide, family
 from .questions import FACTORS, Question, batch_studies, questions
@@ -94,9 +94,11 @@ def _provenance(summaries: Sequence[ConfigSummary]) -> list[Provenance]:
 
 
 def _environments(results: Sequence[TrialResult]) -> list[dict[str, Any]]:
-    """Distinct environments (as display name -> value), each with how many trials ran in it."""
+    """Distinct environments (as display name -> value), each with how many trials ran in it. A pruned search
+    point's or a failed trial's environment is written by the process that stopped it, not the trial's own
+    (its device unresolved), so those count only where no trial ran to the end."""
     seen: dict[tuple, dict[str, Any]] = {}
-    for r in results:
+    for r in [r for r in results if ran_in_its_environment(r)] or results:
         env = {name: r.environment.get(key) for key, name in ENV_FIELDS.items()}
         env["Device"] = env["Device"] or r.device
         shown = {k: v for k, v in env.items() if v not in (None, "")}

@@ -12,7 +12,7 @@ from ..core.clock import now
 from ..core.environment import describe
 from ..core.result import FINISHED, CurvePoint, TrialResult
 from ..core.spec import TrialSpec
-from ..core.trial import Progress
+from ..core.trial import Progress, resolve_device
 from ..workloads.tuning import (Prune, TuningTrial, candidates, choices_from, complete_groups, rerun_specs,
                                 should_prune)
 from .executors import Executor, InProcess
@@ -59,7 +59,8 @@ class _Watch:
                            time_to_target_s=None, steps_to_target=None, epochs_to_target=None, steps=last.step,
                            train_seconds=last.train_seconds, eval_seconds=last.wall_seconds - last.train_seconds,
                            wall_seconds=last.wall_seconds, load_seconds=0.0, compile_seconds=0.0,
-                           device=self.spec.device, curve=list(self.points), environment=describe())
+                           device=str(resolve_device(self.spec.device)), curve=list(self.points),
+                           environment=describe())  # this process ran the trial: its device, resolved
 
 
 @dataclass
