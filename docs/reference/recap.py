@@ -73,7 +73,7 @@ def tuned_study(name: str) -> None:
     for c in configs:
         row = rows.setdefault(c.technique, {})[c.workload] = tuning_row(c)
         shown.setdefault(c.workload, row.workload)
-    print("\n| Technique | " + " | ".join(f"{w}: lr, test accuracy, median time to target" for w in shown.values())
+    print("\n| Technique | " + " | ".join(f"{w}: lr, test accuracy (± 95% CI), median time to target" for w in shown.values())
           + " |")
     print("|" + "---|" * (len(shown) + 1))
     for technique, by_workload in rows.items():
