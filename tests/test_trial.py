@@ -5,8 +5,10 @@ from __future__ import annotations
 import math
 
 import pytest
+import torch
 
 from mnistbench import load, make_spec, run_trial
+from mnistbench.data import Split
 from mnistbench.errors import ConfigError, UnknownName
 
 TINY = dict(model="compact", batch_size=32, threads=1, eval_batch_size=100)
@@ -90,8 +92,6 @@ def _no_autocast():
 def test_a_stopped_evaluation_never_stops_one_that_could_meet_the_target(synthetic_name, data):
     from hypothesis import given, settings, strategies as st
 
-    import torch
-
     from mnistbench.core.trial import evaluate, evaluate_toward
 
     # A "model" that answers the labels, wrong on a chosen set of images: the stop must agree with the full pass.
@@ -126,30 +126,35 @@ def test_a_stopped_evaluation_never_stops_one_that_could_meet_the_target(synthet
     check()
 
 
+def _indexed_split(n: int) -> Split:
+    """`n` images, image i carrying its index in its first pixel (so a stand-in model knows which it reads)."""
+    return Split(torch.arange(n, dtype=torch.float32).view(n, 1, 1, 1).expand(n, 1, 28, 28).contiguous(),
+                 torch.arange(n) % 10)
+
+
+class _Misses(torch.nn.Module):
+    """A stand-in model over an `_indexed_split`: it answers each image's label, except on the images `wrong`
+    marks, and counts the images it reads."""
+
+    def __init__(self, split: Split, wrong: torch.Tensor):
+        super().__init__()
+        self.split, self.wrong, self.images = split, wrong, 0
+
+    def forward(self, x):
+        idx = x[:, 0, 0, 0].long()
+        self.images += len(x)
+        labels = self.split.labels[idx].clone()
+        labels[self.wrong[idx]] = (labels[self.wrong[idx]] + 1) % 10
+        return torch.nn.functional.one_hot(labels, 10).float()
+
+
 def test_the_search_order_changes_when_a_snapshot_is_decided_never_the_decision():
     from hypothesis import given, settings, strategies as st
 
-    import torch
-
     from mnistbench.core.trial import evaluate_toward, hardest_first, meets_target
-    from mnistbench.data import Split
 
     n = 300
-    # Image i carries its index in its first pixel; the "model" answers its label, except on the images it misses.
-    split = Split(torch.arange(n, dtype=torch.float32).view(n, 1, 1, 1).expand(n, 1, 28, 28).contiguous(),
-                  torch.arange(n) % 10)
-
-    class Misses(torch.nn.Module):
-        def __init__(self, wrong):
-            super().__init__()
-            self.wrong, self.images = wrong, 0
-
-        def forward(self, x):
-            idx = x[:, 0, 0, 0].long()
-            self.images += len(x)
-            labels = split.labels[idx].clone()
-            labels[self.wrong[idx]] = (labels[self.wrong[idx]] + 1) % 10
-            return torch.nn.functional.one_hot(labels, 10).float()
+    split = _indexed_split(n)
 
     @settings(max_examples=80, deadline=None)
     @given(st.lists(st.booleans(), min_size=n, max_size=n), st.permutations(range(n)),
@@ -157,10 +162,11 @@ def test_the_search_order_changes_when_a_snapshot_is_decided_never_the_decision(
     def check(wrong, order, target, batch):
         wrong = torch.tensor(wrong)
         truth = (n - int(wrong.sum())) / n >= target
-        assert meets_target(Misses(wrong), split, batch, _no_autocast(), target, torch.tensor(order)) == truth
-        assert meets_target(Misses(wrong), split, batch, _no_autocast(), target) == truth
+        assert meets_target(_Misses(split, wrong), split, batch, _no_autocast(), target,
+                            torch.tensor(order)) == truth
+        assert meets_target(_Misses(split, wrong), split, batch, _no_autocast(), target) == truth
         # A cadence pass read in any order stops only when the whole split cannot meet the target.
-        accuracy, _, seen = evaluate_toward(Misses(wrong), split, batch, _no_autocast(), target,
+        accuracy, _, seen = evaluate_toward(_Misses(split, wrong), split, batch, _no_autocast(), target,
                                             order=torch.tensor(order))
         if seen < n:
             assert not truth
@@ -172,7 +178,7 @@ def test_the_search_order_changes_when_a_snapshot_is_decided_never_the_decision(
     wrong = torch.zeros(n, dtype=torch.bool)
     wrong[torch.arange(40, 300, 13)] = True  # 20 misses: 93.3%
     margins = torch.where(wrong, -1.0, 1.0)
-    first, plain = Misses(wrong), Misses(wrong)
+    first, plain = _Misses(split, wrong), _Misses(split, wrong)
     assert not meets_target(first, split, 10, _no_autocast(), 0.97, hardest_first(margins))
     assert not meets_target(plain, split, 10, _no_autocast(), 0.97)
     assert first.images <= 20 and plain.images >= 100, (first.images, plain.images)
@@ -182,43 +188,26 @@ def test_the_search_reads_first_what_the_last_snapshot_missed():
     """LastMargins: after a near miss has been read, the next snapshot, missing much the same images, is decided
     after reading about as many as it misses; with the hit's margins alone (where those images look easy) it
     takes most of the split. The margins meets_target hands back are those of the images it read, in order."""
-    import torch
-
     from mnistbench.core.trial import LastMargins, _margins, meets_target
-    from mnistbench.data import Split
 
     n = 1000
-    split = Split(torch.arange(n, dtype=torch.float32).view(n, 1, 1, 1).expand(n, 1, 28, 28).contiguous(),
-                  torch.arange(n) % 10)
+    split = _indexed_split(n)
 
-    class Misses(torch.nn.Module):
-        def __init__(self, wrong):
-            super().__init__()
-            self.wrong, self.images = wrong, 0
-
-        def forward(self, x):
-            idx = x[:, 0, 0, 0].long()
-            self.images += len(x)
-            labels = split.labels[idx].clone()
-            labels[self.wrong[idx]] = (labels[self.wrong[idx]] + 1) % 10
-            return torch.nn.functional.one_hot(labels, 10).float()
-
-    def misses(*where):
+    def misses(first: int, last: int) -> torch.Tensor:
         wrong = torch.zeros(n, dtype=torch.bool)
-        for w in where:
-            wrong[w] = True
+        wrong[first:last] = True
         return wrong
 
-    hit = misses(torch.arange(0, 20))  # 98%: the hit misses images 0-19
-    near = misses(torch.arange(500, 540))  # 96%, twice: the earlier snapshots miss 40 images the hit gets right
+    hit = misses(0, 20)  # 98%: the hit misses images 0-19
+    near = misses(500, 540)  # 96%, twice: the earlier snapshots miss 40 images the hit gets right
     kept = LastMargins(n, torch.device("cpu"))
     read = []
-    meets_target(Misses(hit), split, 50, _no_autocast(), 0.0, None, read)  # target 0: decided at once...
+    meets_target(_Misses(split, hit), split, 50, _no_autocast(), 0.0, None, read)  # target 0: decided at once...
     assert len(torch.cat(read)) == 50  # ...after one batch: margins of the images read, no more
     with torch.inference_mode():
-        out = Misses(hit)(split.images)
+        out = _Misses(split, hit)(split.images)
     kept.record([_margins(out, split.labels)], None)  # the hit read everything
-    first, second, alone = Misses(near), Misses(near), Misses(near)
+    first, second, alone = _Misses(split, near), _Misses(split, near), _Misses(split, near)
     order = kept.order()
     read = []
     assert not meets_target(first, split, 10, _no_autocast(), 0.97, order, read)

@@ -65,13 +65,14 @@ def tuned_study(name: str) -> None:
               "Median time to target", "Reached", "Tuning trials", "Tuning cost"]
     print("| " + " | ".join(header) + " |")
     print("|" + "---|" * len(header))
-    for c in configs:
-        print("| " + " | ".join(vars(tuning_row(c)).values()) + " |")
+    table = [tuning_row(c) for c in configs]
+    for row in table:
+        print("| " + " | ".join(vars(row).values()) + " |")
     # The README's summary: one row per technique, each workload's rate, test accuracy and median time side by side.
     rows: dict[str, dict[str, object]] = {}
     shown: dict[str, str] = {}  # workload -> its name with its target, "mnist (97%)"
-    for c in configs:
-        row = rows.setdefault(c.technique, {})[c.workload] = tuning_row(c)
+    for c, row in zip(configs, table):
+        rows.setdefault(c.technique, {})[c.workload] = row
         shown.setdefault(c.workload, row.workload)
     print("\n| Technique | " + " | ".join(f"{w}: lr, test accuracy (± 95% CI), median time to target" for w in shown.values())
           + " |")
