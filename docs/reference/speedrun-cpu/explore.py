@@ -8,7 +8,8 @@ import argparse, statistics
 
 from torch import nn
 from mnistbench import load, run_trial
-from mnistbench.core.models import MODELS, ModelEntry, flops_per_image, build_model
+from mnistbench.core.models import (FIT_IMAGES, MODELS, ModelEntry, TranslationVotes, build_model, flops_per_image,
+                                    speedrun_cnn, whiten_first_conv)
 from mnistbench.run.experiments import load_experiment
 
 class Crop(nn.Module):
@@ -49,6 +50,21 @@ CANDS = {"c12w24": dict(c1=12, c2=24), "w20": dict(c2=20), "s2": dict(stride2=Tr
 for k, kwargs in CANDS.items():
     MODELS.add("x-" + k, ModelEntry(lambda kwargs=kwargs: candidate(**kwargs), k, "x-" + k))
 
+
+def whitened(votes=True, frozen=True):
+    """The speedrun model with a whitened first conv (frozen or trained from there), with or without votes."""
+    net = speedrun_cnn()
+    net[0].weight.requires_grad_(not frozen)
+    return TranslationVotes(net) if votes else net
+
+
+# Round 10: a patch-whitening first layer (fit on the first N training images, on the clock) and votes.
+for k, kwargs, images in [("white", {}, FIT_IMAGES), ("white2k", {}, 2000), ("white1k", {}, 1000),
+                          ("whitenovote", dict(votes=False), FIT_IMAGES), ("whitetrained", dict(frozen=False), FIT_IMAGES)]:
+    MODELS.add("x-" + k, ModelEntry(lambda kwargs=kwargs: whitened(**kwargs), k, "x-" + k,
+                                    fit=lambda m, x, images=images: whiten_first_conv(m, x[:images])))
+MODELS.add("x-votes", ModelEntry(lambda: TranslationVotes(speedrun_cnn()), "votes", "x-votes"))
+
 p = argparse.ArgumentParser()
 p.add_argument("--cands", default="speedrun")
 p.add_argument("--budgets", default="150")
@@ -75,7 +91,7 @@ for kv in a.set:  # key=value, nested as schedule_args.warmup_fraction=0.1, list
 data = load("mnist", val_size=10_000)
 run_trial(base.model_copy(update={"seed": 10_000, "eval_on": "val", "val_size": 10_000}), data)  # warm
 for c in a.cands.split(","):
-    name = c if c in ("speedrun",) else "x-" + c
+    name = c if c in ("speedrun", "speedrun-whitened") else "x-" + c
     mac = flops_per_image(build_model(name)) / 2
     for b in [int(x) for x in a.budgets.split(",")]:
         accs, walls = [], []

@@ -169,6 +169,8 @@ def make_optimizer(name: str, params, lr: float, args: dict[str, Any]) -> torch.
     elif entry.foreach:
         merged["foreach"] = True
     cls = entry.resolve(name)
+    # Frozen weights (a whitened first layer) are no optimizer's business: some would still decay or count them.
+    params = [p for p in params if not isinstance(p, torch.Tensor) or p.requires_grad]
     try:
         optimizer = cls(params, lr=lr, **merged)
     except (ValueError, TypeError, RuntimeError) as exc:
