@@ -60,21 +60,45 @@ def test_the_record_claim_is_a_one_sided_test_that_the_mean_is_at_least_99(speed
     assert speedrun.p_at_least(above) == pytest.approx(stats.t.sf((mean - 0.99) / (sd / n ** 0.5), n - 1))
 
 
-def test_a_record_row_names_its_commit_flops_and_p_and_refuses_a_dirty_tree(speedrun, monkeypatch, tmp_path):
+def test_a_record_row_names_its_commit_flops_p_and_the_previous_record_and_refuses_a_dirty_tree(
+        speedrun, monkeypatch, tmp_path):
     from mnistbench import make_spec
+    from mnistbench.core.models import build_model
 
     spec = make_spec(model="speedrun", batch_size=256, steps=200)
-    results = [SimpleNamespace(spec=spec, steps=200, final_accuracy=a, wall_seconds=1.5,
+    results = [SimpleNamespace(spec=spec, steps=200, final_accuracy=a, wall_seconds=1.5, model=build_model("speedrun"),
                                environment={"precision": "bf16"}) for a in [0.9905, 0.9911, 0.9908] * 10]
     monkeypatch.setattr(speedrun, "describe", lambda: {"git_dirty": False, "git_revision": "abcdef123456",
                                                        "cpu": "Test CPU", "usable_cores": 2})
     table = tmp_path / "RECORDS.md"
-    speedrun.append_record(table, "speedrun", results, peak=1e12, log="run.log")
+    speedrun.append_record(table, "speedrun", results, peak=1e12, log="run.log", previous="2.000 s (1.33x)")
     row = table.read_text().splitlines()[-1]
-    flops = speedrun.training_flops(results[0])
+    flops = sum(speedrun.run_flops(results[0]))
     assert "abcdef1" in row and "Test CPU" in row and "bf16" in row and "`run.log`" in row
-    assert f"{flops / 1e12:.3f} TFLOP" in row and "not a record" not in row
+    assert f"{flops / 1e12:.3f} TFLOP" in row and "not a record" not in row and "| 2.000 s (1.33x) |" in row
+    assert row.count("|") == table.read_text().splitlines()[-3].count("|")  # as many columns as the header
     monkeypatch.setattr(speedrun, "describe", lambda: {"git_dirty": True})
     with pytest.raises(SystemExit):
-        speedrun.append_record(table, "speedrun", results, peak=1e12, log="run.log")
+        speedrun.append_record(table, "speedrun", results, peak=1e12, log="run.log", previous="")
     assert table.read_text().splitlines()[-1] == row  # nothing appended
+
+
+def test_a_runs_flops_count_its_steps_gradients_and_the_images_its_votes_read_again(speedrun):
+    from mnistbench import make_spec
+    from mnistbench.core.models import build_model, flops_per_image, step_flops_per_image
+
+    model = build_model("speedrun-whitened")
+    model.seen, model.revoted = 10_000, 300
+    result = SimpleNamespace(spec=make_spec(model="speedrun-whitened", batch_size=256, steps=140), steps=140,
+                             model=model)
+    trained, evaluated = speedrun.run_flops(result)
+    assert trained == step_flops_per_image(model) * 140 * 256
+    assert evaluated == flops_per_image(model) * (10_000 + 4 * 300)
+
+
+def test_a_record_is_refused_before_any_trial_without_the_previous_record_beside_it(speedrun, monkeypatch, capsys):
+    monkeypatch.setattr(sys, "argv", ["speedrun.py", "--only", "speedrun", "--records", "RECORDS.md"])
+    monkeypatch.setattr(speedrun, "run_trial", lambda *a: pytest.fail("no trial may run"))
+    with pytest.raises(SystemExit) as exit_:
+        speedrun.main()
+    assert exit_.value.code == 2 and "previous record" in capsys.readouterr().err

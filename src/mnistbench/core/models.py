@@ -154,6 +154,8 @@ def whiten_first_conv(model: nn.Module, images: torch.Tensor, eps: float = 0.1) 
         if half > len(eigenvalues):
             raise ValueError(f"patch whitening: {conv.out_channels} filters, but patches have {len(eigenvalues)} values")
         leading = (eigenvectors[:, -half:] / (eigenvalues[-half:] + eps).sqrt()).T.flip(0)  # largest first
+        # An eigenvector's sign is arbitrary (it varies with the thread count): fix it, largest entry positive.
+        leading *= leading.gather(1, leading.abs().argmax(1, keepdim=True)).sign()
         conv.weight.copy_(torch.cat([leading, -leading]).view_as(conv.weight))
 
 

@@ -1,0 +1,125 @@
+"""The speedrun's whitened model: its first layer is fit from the training images on the run's clock, whitens the
+patches it reads, and never trains; translation votes change only the images the model is unsure of, the same
+in eager and exported form; a step's FLOPs count only the gradients a step computes."""
+
+from __future__ import annotations
+
+import time
+
+import pytest
+import torch
+from torch import nn
+
+from mnistbench import load, make_spec, run_trial
+from mnistbench.core import trial as trial_module
+from mnistbench.core.models import (FIT_IMAGES, TranslationVotes, build_model, flops_per_image, speedrun_cnn,
+                                    step_flops_per_image, whiten_first_conv)
+from mnistbench.core.recipes import make_optimizer
+
+
+@pytest.fixture
+def data(synthetic_name):
+    return load(synthetic_name)
+
+
+def correlated_images(n: int = 400) -> torch.Tensor:
+    """Smooth images: neighbouring pixels correlate, as in real ones, so whitening has work to do."""
+    torch.manual_seed(0)
+    return nn.functional.avg_pool2d(torch.randn(n, 1, 32, 32), 5, stride=1)  # 28x28
+
+
+def test_whitening_decorrelates_the_patches_it_was_fit_on_to_unit_variance():
+    model = speedrun_cnn()
+    images = correlated_images()
+    whiten_first_conv(model, images, eps=1e-6)
+    conv = model[0]
+    out = conv(images).detach()  # (n, 16, 12, 12): 8 filters and their negatives
+    first = out[:, :8].permute(0, 2, 3, 1).reshape(-1, 8)
+    cov = first.T @ first / len(first)
+    assert torch.allclose(cov, torch.eye(8), atol=1e-3)
+    assert torch.equal(conv.weight[8:], -conv.weight[:8])
+    raw = nn.functional.unfold(images, 5, stride=2).transpose(1, 2).reshape(-1, 25)
+    assert not torch.allclose(raw.T @ raw / len(raw), torch.eye(25), atol=0.1)  # there was something to undo
+
+
+def test_a_whitened_first_conv_is_fit_on_the_clock_from_the_training_images_and_never_trains(
+        synthetic_name, data, monkeypatch):
+    fits = []
+
+    def slow_whitening(model, images):  # a fit that takes 0.3 s must show in the run's wall time
+        fits.append(images)
+        time.sleep(0.3)
+        whiten_first_conv(model, images)
+
+    entry = trial_module.MODELS.get("speedrun-whitened")
+    monkeypatch.setitem(trial_module.MODELS.entries, "speedrun-whitened",
+                        type(entry)(**{**entry.__dict__, "fit": slow_whitening}))
+    spec = make_spec(dataset=synthetic_name, model="speedrun-whitened", optimizer="adam", lr=3e-3, steps=6,
+                     batch_size=32, threads=1, eval_every=0)
+    result = run_trial(spec, data)
+    assert len(fits) == 1 and torch.equal(fits[0], data.train.images[:FIT_IMAGES])
+    assert result.wall_seconds >= 0.3 + result.train_seconds
+    expected = build_model("speedrun-whitened")
+    whiten_first_conv(expected, data.train.images[:FIT_IMAGES])
+    first = result.model.net[0].weight
+    assert not first.requires_grad and first.grad is None
+    assert torch.allclose(first, expected.net[0].weight, atol=1e-5)  # the trial sums on one thread
+
+
+def test_optimizers_leave_frozen_weights_out():
+    model = build_model("speedrun-whitened")
+    optimizer = make_optimizer("adamw", model.parameters(), 1e-3, {})
+    held = {id(p) for group in optimizer.param_groups for p in group["params"]}
+    assert id(model.net[0].weight) not in held
+    assert held == {id(p) for p in model.parameters() if p.requires_grad}
+
+
+class Marked(nn.Module):
+    """Logits read from a marker pixel: 1 a sure image (margin 5), 2 an unsure one (margin 0.5); a translated
+    image has lost its marker and votes for class 2."""
+
+    def forward(self, x):
+        marker = x[:, 0, 0, 0]
+        sure, unsure = torch.tensor([5.0, 0.0, 0.0]), torch.tensor([0.5, 0.0, 0.0])
+        moved = torch.tensor([0.0, 0.0, 4.0])
+        return torch.where((marker == 1)[:, None], sure, torch.where((marker == 2)[:, None], unsure, moved))
+
+
+def test_votes_change_only_the_images_the_model_is_unsure_of():
+    model = TranslationVotes(Marked())
+    x = torch.zeros(2, 1, 4, 4)
+    x[0, 0, 0, 0], x[1, 0, 0, 0] = 1, 2
+    model.train()
+    assert torch.equal(model(x), Marked()(x))  # training sees the network's own logits
+    model.eval()
+    out = model(x)
+    assert torch.equal(out[0], torch.tensor([5.0, 0.0, 0.0]))  # sure: untouched
+    # unsure: the mean of itself and its four translations, each of which moved the marker away
+    assert torch.allclose(out[1], torch.tensor([0.5, 0.0, 16.0]) / 5)
+    assert (model.seen, model.revoted) == (2, 1)
+
+
+def test_exported_votes_give_the_eager_votes():
+    """torch.export (the pt2 and ONNX exports' tracer) sees one graph: every image's views, kept where sure."""
+    torch.manual_seed(0)
+    model = build_model("speedrun-whitened").eval()
+    x = torch.randn(64, 1, 28, 28)
+    top2 = model.net(x).topk(2, dim=1).values
+    model.margin = (top2[:, 0] - top2[:, 1]).median().item()  # untrained: half the images sure, half not
+    eager = model(x)
+    assert 16 < model.revoted < 48
+    batch = torch.export.Dim("batch", min=1, max=1024)
+    program = torch.export.export(model, (x[:2],), dynamic_shapes=({0: batch},))
+    assert torch.allclose(program.module()(x), eager, atol=1e-5)
+
+
+def test_a_step_counts_the_gradients_it_computes():
+    plain, frozen = build_model("speedrun"), build_model("speedrun-whitened")
+    forward = flops_per_image(plain)
+    assert flops_per_image(frozen) == forward  # the votes are counted from the data, not here
+    first = 2 * 25 * 16 * 12 * 12  # the first conv's forward FLOPs per image
+    # Every layer: forward, its weights' gradient, its input's, except the images' (they need none).
+    assert step_flops_per_image(plain) == 3 * forward - first
+    # Frozen first conv: its forward only; the second conv's input then needs no gradient either.
+    second = 2 * 9 * 16 * 24 * 10 * 10
+    assert step_flops_per_image(frozen) == 3 * forward - 2 * first - second
