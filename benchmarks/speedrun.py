@@ -69,7 +69,8 @@ def p_at_least(accuracies: list[float], claim: float = CLAIM) -> float:
 def run_flops(result) -> tuple[float, float]:
     """What a run computed, training and evaluation: forward and backward of every step (each layer's backward
     only for what needs a gradient: a frozen first conv has none), and the final test evaluation, where the
-    images that translation votes read again count four more times (as many as the model says it voted on)."""
+    images that translation votes read again count once more per translation (as many as the model says it voted
+    on)."""
     spec, model = result.spec, result.model
     trained = step_flops_per_image(model) * result.steps * spec.batch_size
     views = getattr(model, "seen", 0) + len(TranslationVotes.SHIFTS) * getattr(model, "revoted", 0)

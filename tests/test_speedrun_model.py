@@ -87,15 +87,15 @@ class Marked(nn.Module):
 
 def test_votes_change_only_the_images_the_model_is_unsure_of():
     model = TranslationVotes(Marked())
-    x = torch.zeros(2, 1, 4, 4)
+    x = torch.zeros(2, 1, 5, 5)
     x[0, 0, 0, 0], x[1, 0, 0, 0] = 1, 2
     model.train()
     assert torch.equal(model(x), Marked()(x))  # training sees the network's own logits
     model.eval()
     out = model(x)
     assert torch.equal(out[0], torch.tensor([5.0, 0.0, 0.0]))  # sure: untouched
-    # unsure: the mean of itself and its four translations, each of which moved the marker away
-    assert torch.allclose(out[1], torch.tensor([0.5, 0.0, 16.0]) / 5)
+    # unsure: the mean of itself and its eight translations, each of which moved the marker away
+    assert torch.allclose(out[1], torch.tensor([0.5, 0.0, 32.0]) / 9)
     assert (model.seen, model.revoted) == (2, 1)
 
 

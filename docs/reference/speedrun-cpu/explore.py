@@ -51,9 +51,10 @@ for k, kwargs in CANDS.items():
     MODELS.add("x-" + k, ModelEntry(lambda kwargs=kwargs: candidate(**kwargs), k, "x-" + k))
 
 
-def whitened(votes=True, frozen=True):
-    """The speedrun model with a whitened first conv (frozen or trained from there), with or without votes."""
-    net = speedrun_cnn()
+def whitened(votes=True, frozen=True, **shape):
+    """The speedrun model (or a candidate's shape) with a whitened first conv (frozen or trained from there),
+    with or without votes."""
+    net = candidate(**shape, bias=False) if shape else speedrun_cnn()
     net[0].weight.requires_grad_(not frozen)
     return TranslationVotes(net) if votes else net
 
@@ -64,6 +65,10 @@ for k, kwargs, images in [("white5k", {}, 5000), ("white2k", {}, 2000), ("white1
                           ("whitenovote", dict(votes=False), 5000), ("whitetrained", dict(frozen=False), 5000)]:
     MODELS.add("x-" + k, ModelEntry(lambda kwargs=kwargs: whitened(**kwargs), k, "x-" + k,
                                     fit=lambda m, x, images=images: whiten_first_conv(m, x[:images])))
+# Round 12: no max-pool (a third of a step in bf16 on the AMX Xeon): a stride-2 second conv, wider to make up.
+for c2 in (24, 32, 48):
+    MODELS.add(f"x-whites2c{c2}", ModelEntry(lambda c2=c2: whitened(c2=c2, stride2=True), f"whites2c{c2}",
+                                             f"x-whites2c{c2}", fit=whiten_first_conv))
 MODELS.add("x-votes", ModelEntry(lambda: TranslationVotes(speedrun_cnn()), "votes", "x-votes"))
 
 p = argparse.ArgumentParser()
