@@ -42,7 +42,7 @@ from peak import matmul_peak  # noqa: E402
 from mnistbench import load, run_trial  # noqa: E402
 from mnistbench.core.environment import describe  # noqa: E402
 from mnistbench.run.experiments import load_experiment  # noqa: E402
-from mnistbench.core.models import TranslationVotes, flops_per_image, step_flops_per_image  # noqa: E402
+from mnistbench.core.models import flops_per_image, step_flops_per_image  # noqa: E402
 
 
 TUNING_SEEDS = range(10)  # the seeds the speedrun's budget is chosen on (`--choose`): never reported
@@ -73,7 +73,7 @@ def run_flops(result) -> tuple[float, float]:
     on)."""
     spec, model = result.spec, result.model
     trained = step_flops_per_image(model) * result.steps * spec.batch_size
-    views = getattr(model, "seen", 0) + len(TranslationVotes.SHIFTS) * getattr(model, "revoted", 0)
+    views = getattr(model, "seen", 0) + len(getattr(model, "shifts", ())) * getattr(model, "revoted", 0)
     return trained, flops_per_image(model) * (views or N_TEST)
 
 

@@ -93,7 +93,7 @@ def test_a_runs_flops_count_its_steps_gradients_and_the_images_its_votes_read_ag
                              model=model)
     trained, evaluated = speedrun.run_flops(result)
     assert trained == step_flops_per_image(model) * 140 * 256
-    assert evaluated == flops_per_image(model) * (10_000 + 8 * 300)
+    assert evaluated == flops_per_image(model) * (10_000 + 4 * 300)  # four translations each
 
 
 def test_a_record_is_refused_before_any_trial_without_the_previous_record_beside_it(speedrun, monkeypatch, capsys):
