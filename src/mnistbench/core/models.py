@@ -111,10 +111,10 @@ class TranslationVotes(nn.Module):
     """Test-time augmentation at the price of the images it changes: in evaluation, an image whose two highest
     logits are closer than `margin` gets the mean of the logits of itself and its translations by `shifts`
     (rows, columns; torch.roll: MNIST's border is background). On the speedrun's tuning seeds and validation
-    split the votes of 2% of the images gave the accuracy of voting on all of them (+0.13 point at 200 steps)
-    for a twentieth of the cost (docs/reference/speedrun-cpu/explore.log, round 10); the eight neighbours gave
-    0.03 point more than the four on the same seeds (round 12), but the budget chosen with them (130 steps)
-    missed the record's claim on the held-out seeds (p = 0.011, RECORDS.md), so the recipe keeps the four.
+    split, votes on 2-3% of the images gave the accuracy of voting on all of them for a twentieth of the cost
+    (+0.13 point at 160 steps; docs/reference/speedrun-cpu/explore.log, rounds 10 and 12b); the eight
+    neighbours gave 0.03 point more than the four on the same seeds (round 12), but the budget chosen with them
+    (130 steps) missed the record's claim on the held-out seeds (p = 0.011, RECORDS.md): the recipe keeps four.
     Training is untouched. `seen` and `revoted` count the images evaluated and voted on, so a benchmark can
     count the votes' FLOPs from what the data asked."""
 
@@ -158,7 +158,8 @@ def whiten_first_conv(model: nn.Module, images: torch.Tensor, eps: float = 0.1) 
         eigenvalues, eigenvectors = torch.linalg.eigh(patches.T @ patches / len(patches))  # ascending
         half = conv.out_channels // 2
         if half > len(eigenvalues):
-            raise ValueError(f"patch whitening: {conv.out_channels} filters, but patches have {len(eigenvalues)} values")
+            raise ValueError(f"patch whitening: {conv.out_channels} filters, but patches have "
+                             f"{len(eigenvalues)} values")
         leading = (eigenvectors[:, -half:] / (eigenvalues[-half:] + eps).sqrt()).T.flip(0)  # largest first
         # An eigenvector's sign is arbitrary (it varies with the thread count): fix it, largest entry positive.
         leading *= leading.gather(1, leading.abs().argmax(1, keepdim=True)).sign()
