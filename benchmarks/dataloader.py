@@ -34,7 +34,7 @@ from mnistbench import load, make_spec, run_trial  # noqa: E402
 from mnistbench.core.hardware import keep_freed_memory  # noqa: E402
 from mnistbench.data import fetch, read_pair  # noqa: E402
 from mnistbench.data.sources import find_in_folder  # noqa: E402
-from mnistbench.core.models import build_model, flops_per_image  # noqa: E402
+from mnistbench.core.models import build_model, step_flops_per_image  # noqa: E402
 
 
 def notebook_way(dataset: Dataset, steps: int, seed: int) -> float:
@@ -89,7 +89,7 @@ def main() -> None:
         print(f"round {r + 1}: " + "   ".join(f"{name} {v[-1]:6.0f} img/s" for name, v in speeds.items()), flush=True)
 
     peak = matmul_peak(torch.float32)
-    train_flops = 3 * flops_per_image(build_model("seed-simple"))  # forward + backward (inputs, weights)
+    train_flops = step_flops_per_image(build_model("seed-simple"))  # forward + backward (inputs, weights)
     base = statistics.median(speeds["notebook"])
     print(f"\nseed-simple, SGD lr 0.01 momentum 0.9, batch 128, fp32, {args.steps} steps x {args.rounds} rounds, "
           f"{torch.get_num_threads()} threads; medians over rounds")

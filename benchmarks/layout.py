@@ -24,7 +24,7 @@ sys.path.insert(0, str(Path(__file__).parent))
 from peak import matmul_peak  # noqa: E402
 
 from mnistbench.core.hardware import keep_freed_memory  # noqa: E402
-from mnistbench.core.models import build_model, flops_per_image  # noqa: E402
+from mnistbench.core.models import build_model, step_flops_per_image  # noqa: E402
 
 LAYOUTS = {"nchw": torch.contiguous_format, "channels-last": torch.channels_last}
 
@@ -67,7 +67,7 @@ def train_part(models, batches, rounds: int, steps: int) -> None:
           f"medians; fp32 matmul peak {peak / 1e9:.0f} GFLOP/s")
     print(f"{'model':12s} {'batch':>5s} {'NCHW img/s':>11s} {'CL img/s':>9s} {'CL/NCHW':>8s} {'% peak (best)':>14s}")
     for m in models:
-        flops = 3 * flops_per_image(build_model(m))
+        flops = step_flops_per_image(build_model(m))
         for b in batches:
             nchw = b / statistics.median(times[(m, b, "nchw")])
             cl = b / statistics.median(times[(m, b, "channels-last")])

@@ -48,7 +48,7 @@ from peak import matmul_peak  # noqa: E402
 
 from mnistbench import load, run_trial  # noqa: E402
 from mnistbench.core.hardware import resolve_precision  # noqa: E402
-from mnistbench.core.models import build_model, flops_per_image  # noqa: E402
+from mnistbench.core.models import build_model, step_flops_per_image  # noqa: E402
 from mnistbench.core.spec import TrialSpec  # noqa: E402
 from mnistbench.data import fetch, read_pair  # noqa: E402
 from mnistbench.data.sources import find_in_folder  # noqa: E402
@@ -215,7 +215,7 @@ def main() -> None:
     totals = np.zeros(6)
     for label, got in rows.items():
         nb, mb = got["notebook"], got["mnistbench"]
-        flops = 3 * flops_per_image(build_model(specs[label].model))
+        flops = step_flops_per_image(build_model(specs[label].model))
         share = [s.images * flops / s.train_s / peak for s in (nb, mb)]
         print(f"{label:40s} {nb.train_s:17.1f} {nb.eval_s:6.1f} {nb.wall_s:7.1f} | {mb.train_s:19.1f} "
               f"{mb.eval_s:6.1f} {mb.wall_s:7.1f} {estimates[label]:7.1f} | {nb.wall_s / mb.wall_s:9.2f}x | "

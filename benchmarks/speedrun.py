@@ -15,9 +15,10 @@ accuracy reaches 99% is the budget, copied into the experiment (`steps = N` in s
 and the held-out seeds play no part in it. Reporting: the figures come from held-out seeds (1000 onwards by
 default), never used for a choice: mean test accuracy with its 95% Student-t interval, the one-sided p-value
 that the mean is at or above 99% (the rule the NanoGPT speedrun applies to its records: a record needs
-p < 0.01), and how many seeds reach 99%. Beside the seconds, the training FLOPs of a run (forward and backward of
-every step: 3x the forward's) and the physical limit on this machine, those FLOPs at the matmul peak measured in
-the run: a figure that does not depend on the machine, so records on different CPUs compare.
+p < 0.01), and how many seeds reach 99%. Beside the seconds, the FLOPs of a run (`run_flops`: forward and backward
+of every step, the final evaluation with its votes) and the physical limit on this machine, those FLOPs at the
+matmul peak measured in the run: a figure that does not depend on the machine, so records on different CPUs
+compare.
 `--only speedrun` measures the record recipe alone (its accuracy claim) without the others. `--records FILE`
 appends the run's row to the records table (docs/reference/speedrun-cpu/RECORDS.md), from a clean checkout only.
 
@@ -48,7 +49,8 @@ from mnistbench.core.models import flops_per_image, step_flops_per_image  # noqa
 TUNING_SEEDS = range(10)  # the seeds the speedrun's budget is chosen on (`--choose`): never reported
 CLAIM = 0.99  # the mean test accuracy a record claims, at p < RECORD_P
 RECORD_P = 0.01
-N_TEST = 10_000  # MNIST's test images: every run ends with one evaluation of them
+N_TRAIN, N_TEST = 60_000, 10_000  # MNIST's: every run trains on the first and ends with one evaluation of the second
+PREVIOUS = "speedrun of "  # the previous record's label in the speedrun experiment: "speedrun of <its date>"
 RECORDS_HEADER = ("| date | commit | CPU | precision | time per run, mean s | FLOPs of a run | at peak s | "
                   "mean test accuracy | p (mean >= 99%) | held-out seeds | previous record, same run | log |\n"
                   "|---|---|---|---|---|---|---|---|---|---|---|---|\n")
@@ -72,7 +74,9 @@ def run_flops(result) -> tuple[float, float]:
     images that translation votes read again count once more per translation (as many as the model says it voted
     on)."""
     spec, model = result.spec, result.model
-    trained = step_flops_per_image(model) * result.steps * spec.batch_size
+    per_epoch = -(-N_TRAIN // spec.batch_size)  # the epoch's last batch is smaller
+    images = result.steps // per_epoch * N_TRAIN + min(result.steps % per_epoch * spec.batch_size, N_TRAIN)
+    trained = step_flops_per_image(model) * images
     views = getattr(model, "seen", 0) + len(getattr(model, "shifts", ())) * getattr(model, "revoted", 0)
     return trained, flops_per_image(model) * (views or N_TEST)
 
@@ -145,6 +149,11 @@ def main() -> None:
         return choose_budget(recipes["speedrun"], [int(b) for b in args.budgets.split(",")], args.val_size)
     if args.only and args.records:
         parser.error("--records: a record is measured beside the previous record and the plain port; drop --only")
+    previous = [label for label in recipes if label.startswith(PREVIOUS)]
+    if args.records and len(previous) != 1:
+        parser.error(f"--records: the speedrun experiment needs one config labelled '{PREVIOUS}<date>', the previous "
+                     f"record, to time beside the new one (it has: {', '.join(recipes)})")
+    previous = previous[0] if previous else None
     if args.only:
         if args.only not in recipes:
             parser.error(f"--only: no recipe '{args.only}' (recipes: {', '.join(recipes)})")
@@ -188,7 +197,6 @@ def main() -> None:
     for other in others:  # the plain port is the reference; the previous record is what a new record must beat
         print(f"speed-up of {first} over {other}: {mean[other] / mean[first]:.2f}x")
     if args.records:
-        previous = others[0]
         append_record(args.records, first, runs[first], peaks[runs[first][0].environment["precision"]], args.log,
                       f"{mean[previous]:.3f} s ({mean[previous] / mean[first]:.2f}x)")
 

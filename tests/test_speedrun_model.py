@@ -1,18 +1,18 @@
 """The speedrun's whitened model: its first layer is fit from the training images on the run's clock, whitens the
 patches it reads, and never trains; translation votes change only the images the model is unsure of, the same
-in eager and exported form; a step's FLOPs count only the gradients a step computes."""
+in eager and traced form; a step's FLOPs count only the gradients a step computes."""
 
 from __future__ import annotations
 
 import time
+import warnings
 
 import pytest
 import torch
 from torch import nn
 
 from mnistbench import load, make_spec, run_trial
-from mnistbench.core import trial as trial_module
-from mnistbench.core.models import (FIT_IMAGES, TranslationVotes, build_model, flops_per_image, speedrun_cnn,
+from mnistbench.core.models import (MODELS, TranslationVotes, build_model, flops_per_image, speedrun_cnn,
                                     step_flops_per_image, whiten_first_conv)
 from mnistbench.core.recipes import make_optimizer
 
@@ -38,37 +38,42 @@ def test_whitening_decorrelates_the_patches_it_was_fit_on_to_unit_variance():
     cov = first.T @ first / len(first)
     assert torch.allclose(cov, torch.eye(8), atol=1e-3)
     assert torch.equal(conv.weight[8:], -conv.weight[:8])
+    leading = conv.weight[:8].flatten(1)  # an eigenvector's sign is fixed: its largest entry positive
+    assert (leading.gather(1, leading.abs().argmax(1, keepdim=True)) > 0).all()
     raw = nn.functional.unfold(images, 5, stride=2).transpose(1, 2).reshape(-1, 25)
     assert not torch.allclose(raw.T @ raw / len(raw), torch.eye(25), atol=0.1)  # there was something to undo
 
 
 def test_a_whitened_first_conv_is_fit_on_the_clock_from_the_training_images_and_never_trains(
-        synthetic_name, data, monkeypatch):
+        synthetic_name, monkeypatch):
     fits = []
 
-    def slow_whitening(model, images):  # a fit that takes 0.3 s must show in the run's wall time
+    def slow_whitening(model, images):  # a fit that takes 0.3 s must show in the run's and the training's time
         fits.append(images)
         time.sleep(0.3)
         whiten_first_conv(model, images)
 
-    entry = trial_module.MODELS.get("speedrun-whitened")
-    monkeypatch.setitem(trial_module.MODELS.entries, "speedrun-whitened",
-                        type(entry)(**{**entry.__dict__, "fit": slow_whitening}))
+    entry = MODELS.get("speedrun-whitened")
+    monkeypatch.setitem(MODELS.entries, "speedrun-whitened", type(entry)(**{**entry.__dict__, "fit": slow_whitening}))
+    data = load(synthetic_name, val_size=100)  # evaluating on validation: the fit still reads training images
     spec = make_spec(dataset=synthetic_name, model="speedrun-whitened", optimizer="adam", lr=3e-3, steps=6,
-                     batch_size=32, threads=1, eval_every=0)
+                     batch_size=32, threads=1, eval_every=0, eval_on="val", val_size=100, target=0.01)
     result = run_trial(spec, data)
-    assert len(fits) == 1 and torch.equal(fits[0], data.train.images[:FIT_IMAGES])
-    assert result.wall_seconds >= 0.3 + result.train_seconds
+    assert len(fits) == 1 and torch.equal(fits[0], data.train.images[:entry.fit_images])
+    assert result.train_seconds >= 0.3 and result.wall_seconds >= result.train_seconds
+    assert result.time_to_target_s >= 0.3  # reaching any target took the fit too
     expected = build_model("speedrun-whitened")
-    whiten_first_conv(expected, data.train.images[:FIT_IMAGES])
+    whiten_first_conv(expected, data.train.images[:entry.fit_images])
     first = result.model.net[0].weight
     assert not first.requires_grad and first.grad is None
     assert torch.allclose(first, expected.net[0].weight, atol=1e-5)  # the trial sums on one thread
 
 
-def test_optimizers_leave_frozen_weights_out():
+@pytest.mark.parametrize("grouped", [False, True])
+def test_optimizers_leave_frozen_weights_out(grouped):
     model = build_model("speedrun-whitened")
-    optimizer = make_optimizer("adamw", model.parameters(), 1e-3, {})
+    params = [{"params": list(model.parameters()), "weight_decay": 0.0}] if grouped else model.parameters()
+    optimizer = make_optimizer("adamw", params, 1e-3, {})
     held = {id(p) for group in optimizer.param_groups for p in group["params"]}
     assert id(model.net[0].weight) not in held
     assert held == {id(p) for p in model.parameters() if p.requires_grad}
@@ -97,10 +102,14 @@ def test_votes_change_only_the_images_the_model_is_unsure_of():
     # unsure: the mean of itself and its four translations, each of which moved the marker away
     assert torch.allclose(out[1], torch.tensor([0.5, 0.0, 16.0]) / 5)
     assert (model.seen, model.revoted) == (2, 1)
+    sure = x[:1]
+    assert torch.equal(model(sure), Marked()(sure)) and (model.seen, model.revoted) == (3, 1)  # nothing to vote on
 
 
-def test_exported_votes_give_the_eager_votes():
-    """torch.export (the pt2 and ONNX exports' tracer) sees one graph: every image's views, kept where sure."""
+@pytest.mark.parametrize("how", ["torch.export", "jit.trace"])
+def test_traced_votes_give_the_eager_votes(how):
+    """A tracer (torch.export, behind the pt2 and ONNX exports, or jit.trace) sees one graph: every image's views,
+    kept only where the model is unsure."""
     torch.manual_seed(0)
     model = build_model("speedrun-whitened").eval()
     x = torch.randn(64, 1, 28, 28)
@@ -108,9 +117,15 @@ def test_exported_votes_give_the_eager_votes():
     model.margin = (top2[:, 0] - top2[:, 1]).median().item()  # untrained: half the images sure, half not
     eager = model(x)
     assert 16 < model.revoted < 48
-    batch = torch.export.Dim("batch", min=1, max=1024)
-    program = torch.export.export(model, (x[:2],), dynamic_shapes=({0: batch},))
-    assert torch.allclose(program.module()(x), eager, atol=1e-5)
+    if how == "torch.export":
+        batch = torch.export.Dim("batch", min=1, max=1024)
+        traced = torch.export.export(model, (x[:2],), dynamic_shapes=({0: batch},)).module()
+    else:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", torch.jit.TracerWarning)  # the graph is shape-free by construction
+            warnings.simplefilter("ignore", DeprecationWarning)  # jit.trace is on its way out; models still meet it
+            traced = torch.jit.trace(model, x)
+    assert torch.allclose(traced(x), eager, atol=1e-5)
 
 
 def test_a_step_counts_the_gradients_it_computes():

@@ -63,7 +63,7 @@ def test_the_record_claim_is_a_one_sided_test_that_the_mean_is_at_least_99(speed
 def test_a_record_row_names_its_commit_flops_p_and_the_previous_record_and_refuses_a_dirty_tree(
         speedrun, monkeypatch, tmp_path):
     from mnistbench import make_spec
-    from mnistbench.core.models import build_model
+    from mnistbench.core.models import build_model, flops_per_image, step_flops_per_image
 
     spec = make_spec(model="speedrun", batch_size=256, steps=200)
     results = [SimpleNamespace(spec=spec, steps=200, final_accuracy=a, wall_seconds=1.5, model=build_model("speedrun"),
@@ -73,7 +73,8 @@ def test_a_record_row_names_its_commit_flops_p_and_the_previous_record_and_refus
     table = tmp_path / "RECORDS.md"
     speedrun.append_record(table, "speedrun", results, peak=1e12, log="run.log", previous="2.000 s (1.33x)")
     row = table.read_text().splitlines()[-1]
-    flops = sum(speedrun.run_flops(results[0]))
+    model = results[0].model
+    flops = step_flops_per_image(model) * 200 * 256 + flops_per_image(model) * 10_000  # 200 full steps, one test
     assert "abcdef1" in row and "Test CPU" in row and "bf16" in row and "`run.log`" in row
     assert f"{flops / 1e12:.3f} TFLOP" in row and "not a record" not in row and "| 2.000 s (1.33x) |" in row
     assert row.count("|") == table.read_text().splitlines()[-3].count("|")  # as many columns as the header
@@ -89,15 +90,27 @@ def test_a_runs_flops_count_its_steps_gradients_and_the_images_its_votes_read_ag
 
     model = build_model("speedrun-whitened")
     model.seen, model.revoted = 10_000, 300
-    result = SimpleNamespace(spec=make_spec(model="speedrun-whitened", batch_size=256, steps=140), steps=140,
+    # A run stopped at 140 of its 150 steps; and one of 240 steps, whose 235th, the epoch's last, had 96 images.
+    result = SimpleNamespace(spec=make_spec(model="speedrun-whitened", batch_size=256, steps=150), steps=140,
                              model=model)
     trained, evaluated = speedrun.run_flops(result)
     assert trained == step_flops_per_image(model) * 140 * 256
+    trained, _ = speedrun.run_flops(SimpleNamespace(spec=result.spec, steps=240, model=model))
+    assert trained == step_flops_per_image(model) * (60_000 + 5 * 256)
     assert evaluated == flops_per_image(model) * (10_000 + 4 * 300)  # four translations each
 
 
-def test_a_record_is_refused_before_any_trial_without_the_previous_record_beside_it(speedrun, monkeypatch, capsys):
-    monkeypatch.setattr(sys, "argv", ["speedrun.py", "--only", "speedrun", "--records", "RECORDS.md"])
+@pytest.mark.parametrize("how", ["--only", "no previous record in the experiment"])
+def test_a_record_is_refused_before_any_trial_without_the_previous_record_beside_it(speedrun, monkeypatch, capsys,
+                                                                                  how):
+    argv = ["speedrun.py", "--records", "RECORDS.md"]
+    if how == "--only":
+        argv += ["--only", "speedrun"]
+    else:
+        real = speedrun.load_experiment("speedrun")
+        monkeypatch.setattr(speedrun, "load_experiment", lambda name: SimpleNamespace(
+            trials=lambda n: [(label, spec) for label, spec in real.trials(n) if not label.startswith("speedrun of")]))
+    monkeypatch.setattr(sys, "argv", argv)
     monkeypatch.setattr(speedrun, "run_trial", lambda *a: pytest.fail("no trial may run"))
     with pytest.raises(SystemExit) as exit_:
         speedrun.main()

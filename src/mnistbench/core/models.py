@@ -131,17 +131,18 @@ class TranslationVotes(nn.Module):
         unsure = top2[:, 0] - top2[:, 1] < self.margin
         if torch.jit.is_tracing() or torch.onnx.is_in_onnx_export() or torch.compiler.is_compiling():
             # A traced graph has one shape: every image's views, the same logits where kept.
-            votes = sum((self.net(torch.roll(x, shift, (-2, -1))).float() for shift in self.shifts), logits.float())
-            return torch.where(unsure[:, None], votes / (1 + len(self.shifts)), logits.float()).to(logits.dtype)
+            return torch.where(unsure[:, None], self._votes(x, logits), logits.float()).to(logits.dtype)
         which = unsure.nonzero().squeeze(1)
         self.seen += len(x)
         self.revoted += len(which)
         if len(which) == 0:
             return logits
-        some = x[which]
-        votes = sum((self.net(torch.roll(some, shift, (-2, -1))).float() for shift in self.shifts),
-                    logits[which].float())
-        return logits.index_copy(0, which, (votes / (1 + len(self.shifts))).to(logits.dtype))
+        return logits.index_copy(0, which, self._votes(x[which], logits[which]).to(logits.dtype))
+
+    def _votes(self, x: torch.Tensor, logits: torch.Tensor) -> torch.Tensor:
+        """The mean of the images' logits and their translations', in fp32 (bf16 sums would round each vote)."""
+        total = sum((self.net(torch.roll(x, shift, (-2, -1))).float() for shift in self.shifts), logits.float())
+        return total / (1 + len(self.shifts))
 
 
 def whiten_first_conv(model: nn.Module, images: torch.Tensor, eps: float = 0.1) -> None:
@@ -155,7 +156,9 @@ def whiten_first_conv(model: nn.Module, images: torch.Tensor, eps: float = 0.1) 
     with torch.no_grad():
         patches = F.unfold(images.float(), conv.kernel_size, stride=conv.stride, padding=conv.padding)
         patches = patches.transpose(1, 2).reshape(-1, patches.shape[1])  # (images x positions, patch size)
-        eigenvalues, eigenvectors = torch.linalg.eigh(patches.T @ patches / len(patches))  # ascending
+        # The 25x25 eigendecomposition on the CPU whatever the device: no solver start-up timed on a GPU, and
+        # backends without eigh (MPS) still fit.
+        eigenvalues, eigenvectors = torch.linalg.eigh((patches.T @ patches / len(patches)).cpu())  # ascending
         half = conv.out_channels // 2
         if half > len(eigenvalues):
             raise ValueError(f"patch whitening: {conv.out_channels} filters, but patches have "
@@ -163,7 +166,7 @@ def whiten_first_conv(model: nn.Module, images: torch.Tensor, eps: float = 0.1) 
         leading = (eigenvectors[:, -half:] / (eigenvalues[-half:] + eps).sqrt()).T.flip(0)  # largest first
         # An eigenvector's sign is arbitrary (it varies with the thread count): fix it, largest entry positive.
         leading *= leading.gather(1, leading.abs().argmax(1, keepdim=True)).sign()
-        conv.weight.copy_(torch.cat([leading, -leading]).view_as(conv.weight))
+        conv.weight.copy_(torch.cat([leading, -leading]).view_as(conv.weight).to(conv.weight.device))
 
 
 def fast_mnist_cnn() -> nn.Module:
@@ -179,10 +182,6 @@ def fast_mnist_cnn() -> nn.Module:
 TECHNIQUES = {"batchnorm": "BatchNorm", "dropout": "dropout"}
 
 
-FIT_IMAGES = 1000  # the training images a model's `fit` reads: 144,000 5x5 patches for the speedrun's whitening
-# (1,000, 2,000 and 5,000 gave the same validation accuracy; 5,000 cost 0.1 s of a run: explore.log, round 10)
-
-
 @dataclass(frozen=True)
 class ModelEntry:
     build: Callable[[], nn.Module]
@@ -196,9 +195,12 @@ class ModelEntry:
     # and, in training, as fast (seed-simple) or faster (seed-bn, up to 1.5x at batch 512); an entry that
     # measures slower sets False.
     channels_last: bool = True
-    # A data-dependent initialisation (patch whitening): the trial runs it on the clock, right after building
-    # the model, on the first FIT_IMAGES training images.
+    # A data-dependent initialisation (patch whitening): the trial runs it on the training clock, right after
+    # building the model, on the first `fit_images` training images. The speedrun's 1,000 (144,000 5x5 patches)
+    # gave the validation accuracy of 2,000 and 5,000; runs fitting on 5,000 were 0.06 s longer (explore.log,
+    # round 10).
     fit: Callable[[nn.Module, torch.Tensor], None] | None = None
+    fit_images: int = 1000
 
     @property
     def techniques(self) -> frozenset[str]:
@@ -268,7 +270,7 @@ def _layer_flops(model: nn.Module, image_shape: tuple[int, int, int], record) ->
     was_training = net.training
     net.eval()
     try:
-        net(torch.zeros(1, *image_shape))
+        net(torch.zeros(1, *image_shape, device=next(net.parameters()).device))
     finally:
         net.train(was_training)
         for h in hooks:
@@ -298,6 +300,6 @@ def step_flops_per_image(model: nn.Module, image_shape: tuple[int, int, int] = (
         nonlocal total
         total += flops * (1 + layer.weight.requires_grad + input_needs_grad)
 
-    with torch.enable_grad():
+    with torch.inference_mode(False), torch.enable_grad():  # which inputs need a gradient is the question
         _layer_flops(model, image_shape, record)
     return total

@@ -156,6 +156,10 @@ def _check_type(kind: str, name: str, key: str, value: Any, default: Any) -> Non
         raise ConfigError(f"{where} must be text, got {value!r}")
 
 
+def _trainable(params) -> list:
+    return [p for p in params if not isinstance(p, torch.Tensor) or p.requires_grad]
+
+
 def make_optimizer(name: str, params, lr: float, args: dict[str, Any]) -> torch.optim.Optimizer:
     entry = OPTIMIZERS.get(name)
     merged = _check_args("optimizer", name, args, entry.defaults)
@@ -170,7 +174,8 @@ def make_optimizer(name: str, params, lr: float, args: dict[str, Any]) -> torch.
         merged["foreach"] = True
     cls = entry.resolve(name)
     # Frozen weights (a whitened first layer) are no optimizer's business: some would still decay or count them.
-    params = [p for p in params if not isinstance(p, torch.Tensor) or p.requires_grad]
+    params = [{**p, "params": _trainable(p["params"])} if isinstance(p, dict) else p
+              for p in _trainable(params)]
     try:
         optimizer = cls(params, lr=lr, **merged)
     except (ValueError, TypeError, RuntimeError) as exc:

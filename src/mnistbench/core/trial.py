@@ -29,7 +29,7 @@ from ..errors import ConfigError
 from .environment import describe, load_average
 from .hardware import keep_freed_memory, random_streams_kept, resolve_precision, torch_threads
 from .horizon import horizon
-from .models import FIT_IMAGES, MODELS, build_model, uses_channels_last
+from .models import MODELS, build_model, uses_channels_last
 from .recipes import OPTIMIZERS, make_optimizer, make_schedule
 from .result import CurvePoint, EpochPoint, TrialResult
 from .spec import TrialSpec
@@ -298,9 +298,11 @@ def _run_trial(spec: TrialSpec, data: Data | None, progress: Callable[[Progress]
     wall_start = now()
     torch.manual_seed(spec.seed)
     model = build_model(spec.model).to(device)
-    fit = MODELS.get(spec.model).fit
-    if fit is not None:  # a data-dependent initialisation is part of the run, on its clock
-        fit(model, train.images[:FIT_IMAGES])
+    entry = MODELS.get(spec.model)
+    fitting = Stopwatch(device)
+    if entry.fit is not None:  # a data-dependent initialisation is training: on the run's clock and the training one
+        with fitting:
+            entry.fit(model, train.images[:entry.fit_images])
     if channels_last:
         model = model.to(memory_format=torch.channels_last)
     n = len(train)
@@ -332,6 +334,7 @@ def _run_trial(spec: TrialSpec, data: Data | None, progress: Callable[[Progress]
     probe = copy.deepcopy(model) if searching else None
 
     watch = Stopwatch(device)
+    watch.elapsed = fitting.elapsed  # time to target counts the fit too
     eval_seconds = 0.0
     evaluations = 0
     curve: list[CurvePoint] = []
