@@ -97,7 +97,8 @@ def whitened_speedrun_cnn() -> nn.Module:
     """The speedrun model with a frozen first conv that `whiten_first_conv` fills from the training images,
     and translation votes for the test images it is unsure of (`TranslationVotes`). Frozen, and reading the
     images (which need no gradient), the first conv has no backward at all, nor has anything below the second
-    conv's weights: 1.36x less time per step in bf16 on the AMX Xeon (docs/reference/speedrun-cpu/explore.log)."""
+    conv's weights: 1.24-1.33x less time per step in bf16 on the AMX Xeon (docs/reference/speedrun-cpu/
+    perstep-xeon-amx.log)."""
     net = speedrun_cnn()
     net[0].weight.requires_grad_(False)
     return TranslationVotes(net)
