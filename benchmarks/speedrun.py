@@ -11,8 +11,8 @@ between the recipes so that drift on a shared machine hits them all.
 
 Choosing the budget (`--choose`): the record recipe trained on the training set less a 10,000-image validation
 split, with the tuning seeds 0-9 only, for each candidate number of steps; the shortest whose mean *validation*
-accuracy reaches 99% is the budget, copied into the experiment (`steps = N` in speedrun.toml). The test set
-and the held-out seeds play no part in it. Reporting: the figures come from held-out seeds (1000 onwards by
+accuracy is at or above 99% with one-sided p < 0.05 is the budget, copied into the experiment (`steps = N` in
+speedrun.toml). The test set and the held-out seeds play no part in it. Reporting: the figures come from held-out seeds (1000 onwards by
 default), never used for a choice: mean test accuracy with its 95% Student-t interval, the one-sided p-value
 that the mean is at or above 99% (the rule the NanoGPT speedrun applies to its records: a record needs
 p < 0.01), and how many seeds reach 99%. Beside the seconds, the FLOPs of a run (`run_flops`: forward and backward
@@ -49,6 +49,7 @@ from mnistbench.core.models import flops_per_image, step_flops_per_image  # noqa
 TUNING_SEEDS = range(10)  # the seeds the speedrun's budget is chosen on (`--choose`): never reported
 CLAIM = 0.99  # the mean test accuracy a record claims, at p < RECORD_P
 RECORD_P = 0.01
+CHOOSE_P = 0.05  # the budget's claim on the tuning seeds' validation accuracy (`--choose`), the same test
 N_TRAIN, N_TEST = 60_000, 10_000  # MNIST's: every run trains on the first and ends with one evaluation of the second
 PREVIOUS = "speedrun of "  # the previous record's label in the speedrun experiment: "speedrun of <its date>"
 RECORDS_HEADER = ("| date | commit | CPU | precision | time per run, mean s | FLOPs of a run | at peak s | "
@@ -105,7 +106,10 @@ def append_record(path: Path, label: str, results: list, peak: float, log: str, 
 
 
 def choose_budget(spec, budgets: list[int], val_size: int) -> None:
-    """The shortest budget (in steps) whose mean validation accuracy over the tuning seeds reaches the target."""
+    """The shortest budget (in steps) whose mean validation accuracy over the tuning seeds is at or above the
+    target with one-sided p < CHOOSE_P: the record's own claim, at a level ten seeds can reach. A mean merely at
+    or above the target (the rule before 2026-12-02) let through a budget whose held-out mean then missed the
+    claim (99.010% on validation; p = 0.011 on the held-out seeds, RECORDS.md)."""
     data = load("mnist", val_size=val_size)
     print(f"choosing on a validation split of {val_size} training images, tuning seeds "
           f"{TUNING_SEEDS.start}-{TUNING_SEEDS.stop - 1}; the test set is not read")
@@ -122,11 +126,14 @@ def choose_budget(spec, budgets: list[int], val_size: int) -> None:
             print(f"  {steps} steps seed {seed}: validation accuracy {last.eval_accuracy:.4f} "
                   f"({r.environment['precision']})", flush=True)
         acc, half = mean_ci95(accs)
-        print(f"{steps} steps: mean validation accuracy {acc:.3%} ± {100 * half:.2f} (95% CI), "
-              f"{sum(a >= spec.target for a in accs)}/{len(accs)} seeds at or above {spec.target:.0%}", flush=True)
-        if chosen is None and acc >= spec.target:
+        p = p_at_least(accs, spec.target)
+        print(f"{steps} steps: mean validation accuracy {acc:.3%} ± {100 * half:.2f} (95% CI), p (mean >= "
+              f"{spec.target:.0%}) = {p:.2g}, {sum(a >= spec.target for a in accs)}/{len(accs)} seeds at or above "
+              f"{spec.target:.0%}", flush=True)
+        if chosen is None and p < CHOOSE_P:
             chosen = steps
-    print(f"chosen: steps = {chosen}" if chosen else f"no candidate reached a {spec.target:.0%} mean: try longer budgets")
+    print(f"chosen: steps = {chosen}" if chosen else
+          f"no candidate's mean reached {spec.target:.0%} with p < {CHOOSE_P}: try longer budgets")
 
 
 def main() -> None:

@@ -28,7 +28,7 @@ def test_the_budget_is_chosen_on_validation_and_tuning_seeds_only(speedrun, monk
 
     def fake_run(spec, data):  # accuracy rises with the budget: 8 steps reach 99%, 5 do not
         trials.append(spec)
-        acc = 0.985 if spec.steps == 5 else 0.992
+        acc = (0.985 if spec.steps == 5 else 0.992) + 0.0002 * (spec.seed % 3)
         return SimpleNamespace(steps=spec.steps, curve=[SimpleNamespace(step=spec.steps, eval_accuracy=acc)],
                                environment={"precision": "fp32"})
 
@@ -39,6 +39,23 @@ def test_the_budget_is_chosen_on_validation_and_tuning_seeds_only(speedrun, monk
     assert {t.seed for t in trials} == set(speedrun.TUNING_SEEDS) and len(trials) == 20
     assert all(t.eval_on == "val" and t.val_size == 10_000 and t.eval_every == 0 for t in trials)
     assert "chosen: steps = 8" in capsys.readouterr().out
+
+
+def test_a_budget_is_chosen_only_when_its_mean_is_at_least_99_with_p_below_005(speedrun, monkeypatch, capsys):
+    """A mean just above 99% is not enough: 130 steps' mean is 99.01%, but its seeds scatter across 99%."""
+    monkeypatch.setattr(speedrun, "load", lambda name, val_size=0: "data")
+    accuracy = {130: [0.9890, 0.9912] * 5, 140: [0.9903, 0.9907] * 5}  # means 99.01% and 99.05%
+
+    def fake_run(spec, data):
+        acc = accuracy[spec.steps][spec.seed]
+        return SimpleNamespace(steps=spec.steps, curve=[SimpleNamespace(step=spec.steps, eval_accuracy=acc)],
+                               environment={"precision": "bf16"})
+
+    monkeypatch.setattr(speedrun, "run_trial", fake_run)
+    recipe = dict(speedrun.load_experiment("speedrun").trials(1))["speedrun"]
+    speedrun.choose_budget(recipe, [130, 140], 10_000)
+    assert speedrun.p_at_least(accuracy[130]) > 0.05 and speedrun.p_at_least(accuracy[140]) < 0.05
+    assert "chosen: steps = 140" in capsys.readouterr().out
 
 
 def test_reported_seeds_may_not_overlap_the_tuning_seeds(speedrun, monkeypatch, capsys):
