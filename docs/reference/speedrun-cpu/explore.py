@@ -8,8 +8,8 @@ import argparse, statistics
 
 from torch import nn
 from mnistbench import load, run_trial
-from mnistbench.core.models import (EIGHT_NEIGHBOURS, FOUR_NEIGHBOURS, MODELS, ModelEntry, TranslationVotes, build_model, flops_per_image,
-                                    speedrun_cnn, whiten_first_conv)
+from mnistbench.core.models import (EIGHT_NEIGHBOURS, FOUR_NEIGHBOURS, MODELS, ModelEntry, TranslationVotes,
+                                    build_model, flops_per_image, speedrun_cnn, whiten_first_conv)
 from mnistbench.run.experiments import load_experiment
 
 class Crop(nn.Module):
