@@ -3,6 +3,7 @@ compact models for speed work. Every entry reports parameters and FLOPs per imag
 
 from __future__ import annotations
 
+import functools
 from dataclasses import dataclass
 from typing import Callable
 
@@ -93,7 +94,7 @@ def speedrun_cnn() -> nn.Module:
     )
 
 
-def whitened_speedrun_cnn() -> nn.Module:
+def whitened_speedrun_cnn(shifts: tuple[tuple[int, int], ...] | None = None) -> nn.Module:
     """The speedrun model with a frozen first conv that `whiten_first_conv` fills from the training images,
     and translation votes for the test images it is unsure of (`TranslationVotes`). Frozen, and reading the
     images (which need no gradient), the first conv has no backward at all, nor has anything below the second
@@ -101,7 +102,7 @@ def whitened_speedrun_cnn() -> nn.Module:
     perstep-xeon-amx.log)."""
     net = speedrun_cnn()
     net[0].weight.requires_grad_(False)
-    return TranslationVotes(net)
+    return TranslationVotes(net, shifts=shifts or FOUR_NEIGHBOURS)
 
 
 FOUR_NEIGHBOURS = ((0, 1), (0, -1), (1, 0), (-1, 0))  # right, left, down, up: the order the record summed them in
@@ -235,6 +236,9 @@ MODELS.add("speedrun", ModelEntry(speedrun_cnn,
 MODELS.add("speedrun-whitened", ModelEntry(
     whitened_speedrun_cnn, "the speedrun model with a frozen patch-whitening first conv and translation votes on "
     "the images it is unsure of", "speedrun-whitened", fit=whiten_first_conv))
+MODELS.add("speedrun-whitened-8", ModelEntry(
+    lambda: whitened_speedrun_cnn(EIGHT_NEIGHBOURS), "speedrun-whitened voting with the eight one-pixel neighbours, "
+    "its whitening regularised with eps 1", "speedrun-whitened-8", fit=functools.partial(whiten_first_conv, eps=1.0)))
 MODELS.add("fast-mnist", ModelEntry(fast_mnist_cnn, "the GPU speed record's model (train_mnist_fast)", "fast-mnist"))
 
 
