@@ -3,7 +3,6 @@ compact models for speed work. Every entry reports parameters and FLOPs per imag
 
 from __future__ import annotations
 
-import functools
 from dataclasses import dataclass
 from typing import Callable
 
@@ -94,7 +93,7 @@ def speedrun_cnn() -> nn.Module:
     )
 
 
-def whitened_speedrun_cnn(shifts: tuple[tuple[int, int], ...] | None = None) -> nn.Module:
+def whitened_speedrun_cnn() -> nn.Module:
     """The speedrun model with a frozen first conv that `whiten_first_conv` fills from the training images,
     and translation votes for the test images it is unsure of (`TranslationVotes`). Frozen, and reading the
     images (which need no gradient), the first conv has no backward at all, nor has anything below the second
@@ -102,7 +101,7 @@ def whitened_speedrun_cnn(shifts: tuple[tuple[int, int], ...] | None = None) -> 
     perstep-xeon-amx.log)."""
     net = speedrun_cnn()
     net[0].weight.requires_grad_(False)
-    return TranslationVotes(net, shifts=shifts or FOUR_NEIGHBOURS)
+    return TranslationVotes(net)
 
 
 FOUR_NEIGHBOURS = ((0, 1), (0, -1), (1, 0), (-1, 0))  # right, left, down, up: the order the record summed them in
@@ -115,8 +114,9 @@ class TranslationVotes(nn.Module):
     (rows, columns; torch.roll: MNIST's border is background). On the speedrun's tuning seeds and validation
     split, votes on 2-3% of the images gave the accuracy of voting on all of them for a twentieth of the cost
     (+0.13 point at 160 steps; docs/reference/speedrun-cpu/explore.log, rounds 10 and 12b); the eight
-    neighbours gave 0.03 point more than the four on the same seeds (round 12), but the budget chosen with them
-    (130 steps) missed the record's claim on the held-out seeds (p = 0.011, RECORDS.md): the recipe keeps four.
+    neighbours gave 0.03 point more than the four on the same seeds (rounds 12-13), but the two budgets chosen
+    with them (130 steps) missed the record's claim on held-out seeds (p = 0.011 and 0.16, RECORDS.md): the
+    recipe keeps four.
     Training is untouched. `seen` and `revoted` count the images evaluated and voted on, so a benchmark can
     count the votes' FLOPs from what the data asked."""
 
@@ -236,9 +236,6 @@ MODELS.add("speedrun", ModelEntry(speedrun_cnn,
 MODELS.add("speedrun-whitened", ModelEntry(
     whitened_speedrun_cnn, "the speedrun model with a frozen patch-whitening first conv and translation votes on "
     "the images it is unsure of", "speedrun-whitened", fit=whiten_first_conv))
-MODELS.add("speedrun-whitened-8", ModelEntry(
-    lambda: whitened_speedrun_cnn(EIGHT_NEIGHBOURS), "speedrun-whitened voting with the eight one-pixel neighbours, "
-    "its whitening regularised with eps 1", "speedrun-whitened-8", fit=functools.partial(whiten_first_conv, eps=1.0)))
 MODELS.add("fast-mnist", ModelEntry(fast_mnist_cnn, "the GPU speed record's model (train_mnist_fast)", "fast-mnist"))
 
 
