@@ -42,9 +42,13 @@ def test_the_budget_is_chosen_on_validation_and_tuning_seeds_only(speedrun, monk
 
 
 def test_a_budget_is_chosen_only_when_its_mean_is_at_least_99_with_p_below_005(speedrun, monkeypatch, capsys):
-    """A mean just above 99% is not enough: 130 steps' mean is 99.01%, but its seeds scatter across 99%."""
+    """A mean above 99% is not enough: the budget's seeds must put it there with p < 0.05 (one-sided t)."""
     monkeypatch.setattr(speedrun, "load", lambda name, val_size=0: "data")
-    accuracy = {130: [0.9890, 0.9912] * 5, 140: [0.9903, 0.9907] * 5}  # means 99.01% and 99.05%
+    accuracy = {120: [0.9890, 0.9912] * 5,  # mean 99.01%, p about 0.4
+                130: [0.9897, 0.9909] * 5,  # mean 99.03%, p about 0.08: refused
+                140: [0.9898, 0.9910] * 5}  # mean 99.04%, p about 0.04: chosen
+    p = {steps: speedrun.p_at_least(accs) for steps, accs in accuracy.items()}
+    assert p[120] > 0.3 and 0.05 < p[130] < 0.1 and 0.02 < p[140] < 0.05
 
     def fake_run(spec, data):
         acc = accuracy[spec.steps][spec.seed]
@@ -53,9 +57,13 @@ def test_a_budget_is_chosen_only_when_its_mean_is_at_least_99_with_p_below_005(s
 
     monkeypatch.setattr(speedrun, "run_trial", fake_run)
     recipe = dict(speedrun.load_experiment("speedrun").trials(1))["speedrun"]
-    speedrun.choose_budget(recipe, [130, 140], 10_000)
-    assert speedrun.p_at_least(accuracy[130]) > 0.05 and speedrun.p_at_least(accuracy[140]) < 0.05
-    assert "chosen: steps = 140" in capsys.readouterr().out
+    speedrun.choose_budget(recipe, [140, 120, 130], 10_000)
+    out = capsys.readouterr().out
+    assert "chosen: steps = 140" in out and f"p (mean >= 99%) = {p[130]:.2g}" in out
+
+
+def test_seeds_that_all_agree_decide_the_claim_without_a_t_test(speedrun):
+    assert speedrun.p_at_least([0.9910] * 10) == 0.0 and speedrun.p_at_least([0.9890] * 10) == 1.0
 
 
 def test_reported_seeds_may_not_overlap_the_tuning_seeds(speedrun, monkeypatch, capsys):
