@@ -12,13 +12,13 @@ between the recipes so that drift on a shared machine hits them all.
 Choosing the budget (`--choose`): the record recipe trained on the training set less a 10,000-image validation
 split, with the tuning seeds 0-9 only, for each candidate number of steps; the shortest whose mean *validation*
 accuracy is at or above 99% with one-sided p < 0.05 is the budget, copied into the experiment (`steps = N` in
-speedrun.toml). The test set and the held-out seeds play no part in it. Reporting: the figures come from held-out seeds (1000 onwards by
-default), never used for a choice: mean test accuracy with its 95% Student-t interval, the one-sided p-value
-that the mean is at or above 99% (the rule the NanoGPT speedrun applies to its records: a record needs
-p < 0.01), and how many seeds reach 99%. Beside the seconds, the FLOPs of a run (`run_flops`: forward and backward
-of every step, the final evaluation with its votes) and the physical limit on this machine, those FLOPs at the
-matmul peak measured in the run: a figure that does not depend on the machine, so records on different CPUs
-compare.
+speedrun.toml). The test set and the held-out seeds play no part in it. Reporting: the figures come from
+held-out seeds (1000 onwards by default), never used for a choice: mean test accuracy with its 95% Student-t
+interval, the one-sided p-value that the mean is at or above 99% (the rule the NanoGPT speedrun applies to its
+records: a record needs p < 0.01), and how many seeds reach 99%. Beside the seconds, the FLOPs of a run
+(`run_flops`: forward and backward of every step, the final evaluation with its votes) and the physical limit
+on this machine, those FLOPs at the matmul peak measured in the run: a figure that does not depend on the
+machine, so records on different CPUs compare.
 `--only speedrun` measures the record recipe alone (its accuracy claim) without the others. `--records FILE`
 appends the run's row to the records table (docs/reference/speedrun-cpu/RECORDS.md), from a clean checkout only.
 

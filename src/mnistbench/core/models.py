@@ -112,8 +112,8 @@ class TranslationVotes(nn.Module):
     """Test-time augmentation at the price of the images it changes: in evaluation, an image whose two highest
     logits are closer than `margin` gets the mean of the logits of itself and its translations by `shifts`
     (rows, columns; torch.roll: MNIST's border is background). On the speedrun's tuning seeds and validation
-    split, votes on 2-3% of the images gave the accuracy of voting on all of them for a twentieth of the cost
-    (+0.13 point at 160 steps; docs/reference/speedrun-cpu/explore.log, rounds 10 and 12b); the eight
+    split, votes on 2.3% of the images gave the accuracy of voting on all of them for a fortieth of the extra
+    forward passes (+0.13 point at 160 steps; docs/reference/speedrun-cpu/explore.log, rounds 10 and 12b); the eight
     neighbours gave 0.03 point more than the four on the same seeds (round 12), but the two budgets chosen
     with them (130 steps) missed the record's claim on held-out seeds (p = 0.011 and 0.16, RECORDS.md): the
     recipe keeps four.

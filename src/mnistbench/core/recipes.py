@@ -157,7 +157,10 @@ def _check_type(kind: str, name: str, key: str, value: Any, default: Any) -> Non
 
 
 def _trainable(params) -> list:
-    return [p for p in params if not isinstance(p, torch.Tensor) or p.requires_grad]
+    """The parameters (or parameter groups, each filtered) an optimizer should hold: frozen weights (a whitened
+    first layer) are no optimizer's business, and some would still decay or count them."""
+    return [{**p, "params": _trainable(p["params"])} if isinstance(p, dict) else p
+            for p in params if not isinstance(p, torch.Tensor) or p.requires_grad]
 
 
 def make_optimizer(name: str, params, lr: float, args: dict[str, Any]) -> torch.optim.Optimizer:
@@ -173,11 +176,8 @@ def make_optimizer(name: str, params, lr: float, args: dict[str, Any]) -> torch.
     elif entry.foreach:
         merged["foreach"] = True
     cls = entry.resolve(name)
-    # Frozen weights (a whitened first layer) are no optimizer's business: some would still decay or count them.
-    params = [{**p, "params": _trainable(p["params"])} if isinstance(p, dict) else p
-              for p in _trainable(params)]
     try:
-        optimizer = cls(params, lr=lr, **merged)
+        optimizer = cls(_trainable(params), lr=lr, **merged)
     except (ValueError, TypeError, RuntimeError) as exc:
         raise ConfigError(f"optimizer '{name}': {exc}") from None
     if entry.seam == "schedule-free":
