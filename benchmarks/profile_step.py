@@ -54,7 +54,8 @@ def main() -> None:
 
     def step(i: int) -> None:
         idx = order[i * args.batch_size:(i + 1) * args.batch_size]
-        training_step(model, images[idx], data.train.labels[idx], loss_fn, optimizer, autocast)
+        training_step(model, images.index_select(0, idx), data.train.labels.index_select(0, idx), loss_fn, optimizer,
+                      autocast)
 
     for i in range(COLD):  # oneDNN builds its kernels on first use: not a step's time
         step(i)

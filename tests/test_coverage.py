@@ -103,6 +103,41 @@ def test_bf16_trial_trains_and_evaluates(synthetic_name, data):
     assert all(math.isfinite(p.train_loss) for p in result.curve)
 
 
+@pytest.mark.parametrize("name", MODELS.names())
+@pytest.mark.parametrize("training", [True, False])
+def test_images_stored_in_bf16_give_every_model_what_autocast_would(name, training):
+    """A bf16 trial keeps its images in bf16 (`input_dtype`): every model's first layer, under autocast, must
+    compute from them exactly what it computes from the fp32 images (it rounds them the same way itself)."""
+    torch.manual_seed(0)
+    model = build_model(name).train(training)
+    images = torch.randn(64, 1, 28, 28)
+    entry = MODELS.get(name)
+    if entry.fit is not None:
+        entry.fit(model, images)
+    with torch.no_grad(), torch.autocast("cpu", dtype=torch.bfloat16):
+        torch.manual_seed(1)  # dropout's masks alike
+        from_fp32 = model(images)
+        torch.manual_seed(1)
+        from_bf16 = model(images.to(torch.bfloat16))
+    assert torch.equal(from_fp32, from_bf16)
+
+
+def test_a_bf16_trial_keeps_its_images_in_bf16_and_fits_on_the_fp32_ones(synthetic_name, data, monkeypatch):
+    from mnistbench.core import trial as trial_module
+    from mnistbench.core.models import ModelEntry, compact_cnn
+
+    fitted, trained = [], []
+    monkeypatch.setitem(MODELS.entries, "fitted", ModelEntry(compact_cnn, "a model with a fit", "compact",
+                                                              fit=lambda model, images: fitted.append(images.dtype)))
+    step = trial_module.training_step
+    monkeypatch.setattr(trial_module, "training_step",
+                        lambda forward, x, *rest: trained.append(x.dtype) or step(forward, x, *rest))
+    run_trial(spec(synthetic_name, model="fitted", steps=2, eval_every=0, precision="bf16"), data)
+    run_trial(spec(synthetic_name, model="fitted", steps=2, eval_every=0, precision="fp32"), data)
+    assert fitted == [torch.float32, torch.float32]
+    assert set(trained[:3]) == {torch.bfloat16} and set(trained[3:]) == {torch.float32}  # warm-up + 2 steps each
+
+
 def test_channels_last_trial_matches_the_default_layout(synthetic_name, data):
     plain = run_trial(spec(synthetic_name, optimizer="adam", lr=3e-3, steps=10, eval_every=5), data)
     last = run_trial(spec(synthetic_name, optimizer="adam", lr=3e-3, steps=10, eval_every=5,

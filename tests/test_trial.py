@@ -265,6 +265,9 @@ def test_schedules_change_the_rate(synthetic_name, data):
     ({"optimizer": "adam", "optimizer_args": {"momentum": 0.9}}, "'adam' does not take 'momentum'"),
     ({"schedule": "step", "schedule_args": {"warmup": 3}}, "does not take 'warmup'"),
     ({"nonsense": 1}, "nonsense: unknown key"),
+    ({"grow_by": 3}, "grow_by and grow_lr apply from grow_at on"),
+    ({"grow_at": 0.5, "grow_lr": 1.5, "grow_by": 1}, "grow_by"),
+    ({"grow_at": 1.0}, "grow_at"),
 ])
 def test_bad_specs_are_config_errors(over, match):
     with pytest.raises((ConfigError, UnknownName), match=match):
@@ -275,3 +278,63 @@ def test_spec_id_is_stable_and_content_based():
     a, b = make_spec(lr=0.1, seed=1), make_spec(seed=1, lr=0.1)
     assert a.id == b.id and a.id != make_spec(lr=0.1, seed=2).id
     assert a.config_key() == make_spec(lr=0.1, seed=2).config_key()
+
+
+# --- A batch that grows (grow_at) ----------------------------------------------------------------------------
+
+def _recorded_steps(monkeypatch):
+    """(batch size, rate) of every training step a trial takes from here on, its warm-up's included."""
+    from mnistbench.core import trial as trial_module
+
+    seen, step = [], trial_module.training_step
+
+    def recording(forward, x, y, loss_fn, optimizer, autocast):
+        seen.append((len(x), optimizer.param_groups[0]["lr"]))
+        return step(forward, x, y, loss_fn, optimizer, autocast)
+
+    monkeypatch.setattr(trial_module, "training_step", recording)
+    return seen
+
+
+def test_a_growing_batch_merges_the_late_batches_at_the_scaled_rate_of_the_schedule(synthetic_name, data,
+                                                                                    monkeypatch):
+    """From grow_at of the budget on, grow_by batches make one step; the schedule still counts batches (the
+    rate follows the images seen) and a merged step takes grow_lr times its rate."""
+    seen = _recorded_steps(monkeypatch)
+    recipe = dict(optimizer="sgd", lr=0.1, schedule="warmup-linear", steps=10, eval_every=0)
+    plain = run_trial(spec(synthetic_name, **recipe), data)
+    rates = [lr for _, lr in seen[-10:]]
+    seen.clear()
+    grown = run_trial(spec(synthetic_name, **recipe, grow_at=0.6, grow_lr=1.5), data)
+    steps = seen[-6 - 2:]  # after the warm-up's
+    assert [n for n, _ in steps] == [32] * 6 + [64] * 2
+    assert [lr for _, lr in steps] == pytest.approx(rates[:6] + [1.5 * rates[6], 1.5 * rates[8]])
+    assert grown.steps == plain.steps == 10  # the budget counts batches
+
+
+def test_a_growing_batch_reports_the_training_loss_per_batch(synthetic_name, data):
+    """The same batches at a rate too small to move the weights: the same mean training loss, merged or not."""
+    recipe = dict(model="summary", optimizer="sgd", lr=1e-12, steps=10, eval_every=0)  # no BatchNorm: a batch
+    # of 96 then normalizes as three of 32 do
+    plain = run_trial(spec(synthetic_name, **recipe), data)
+    grown = run_trial(spec(synthetic_name, **recipe, grow_at=0.4, grow_by=3), data)
+    assert grown.curve[-1].train_loss == pytest.approx(plain.curve[-1].train_loss, rel=1e-5)
+
+
+def test_a_merged_step_never_spans_an_evaluation_or_a_check():
+    from mnistbench.core.horizon import horizon
+
+    h = horizon(make_spec(steps=100, batch_size=10, grow_at=0.35, grow_by=3), n_train=10_000)
+    assert h.grow_from % 3 == 0 and h.check_every % 3 == 0  # merges start where checks fall
+    assert h.grow_from == 36 and h.batches_at(35, 100) == 1 and h.batches_at(36, 100) == 3
+    assert h.batches_at(36, 37) == 1 and h.batches_at(36, 38) == 2  # cut short only by the loop's next stop
+    assert {30, 20, 10} <= h.batch_sizes(10, 10_000)
+
+
+def test_the_rate_of_a_merged_step_is_restored_exactly():
+    from mnistbench.core.trial import rate_scaled
+
+    optimizer = torch.optim.SGD([torch.nn.Parameter(torch.ones(1))], lr=0.1)
+    with rate_scaled(optimizer, 3.0):
+        assert optimizer.param_groups[0]["lr"] == pytest.approx(0.3)
+    assert optimizer.param_groups[0]["lr"] == 0.1  # 0.1 * 3 / 3 would be 0.10000000000000002

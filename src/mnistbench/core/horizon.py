@@ -28,6 +28,25 @@ class Horizon:
     # always last; empty means (steps_per_epoch,). Counted from each epoch's start, so a cadence never lands
     # one step before an epoch end (469 steps at 4 per epoch: 117, 234, 352, 469; not 117, ..., 468, 469).
     cadence: tuple[int, ...] = ()
+    grow_from: int | None = None  # the batch from which grow_by batches make one step (TrialSpec.grow_at)
+    grow_by: int = 1
+
+    def batches_at(self, step: int, stop: int) -> int:
+        """How many batches the optimizer step starting at batch `step` takes: grow_by from grow_from on, never
+        past `stop` (the loop's next off-the-clock point: an evaluation, a check, the epoch's end)."""
+        merged = self.grow_from is not None and step >= self.grow_from
+        return min(self.grow_by if merged else 1, stop - step)
+
+    def batch_sizes(self, batch_size: int, n_train: int) -> set[int]:
+        """Every batch shape a run can train on: full batches, the epoch's smaller last one if the run gets
+        there, and from grow_from on the merged ones (a merge cut short, or holding the epoch's last batch)."""
+        last = n_train % batch_size or batch_size
+        reaches_end = self.total_steps >= self.steps_per_epoch
+        ks = range(1, (self.grow_by if self.grow_from is not None else 1) + 1)
+        sizes = {min(k * batch_size, n_train) for k in ks}
+        if reaches_end:
+            sizes |= {min((k - 1) * batch_size + last, n_train) for k in ks}
+        return sizes
 
     def _offsets(self) -> tuple[int, ...]:
         return self.cadence or (self.steps_per_epoch,)
@@ -78,7 +97,13 @@ def horizon(spec, n_train: int) -> Horizon:
     # Snapshots only pay when the cadence is coarser than the resolution asked for; with eval_every = 0
     # (epoch ends only, as the speedrun asks) no snapshots are kept: time-to-target is then per epoch.
     snapshot_every = fine if eval_every > fine else 0
-    return Horizon(steps_per_epoch, total_steps, eval_every, snapshot_every, CHECK_EVERY, cadence)
+    # A growing batch merges grow_by batches from a multiple of grow_by on, and the divergence check falls on
+    # such multiples too, so that it never cuts a merged step short (only an evaluation or an epoch's end can).
+    grow_by = spec.grow_by if spec.grow_at is not None else 1
+    grow_from = round(spec.grow_at * total_steps / grow_by) * grow_by if spec.grow_at is not None else None
+    check_every = -(-CHECK_EVERY // grow_by) * grow_by
+    return Horizon(steps_per_epoch, total_steps, eval_every, snapshot_every, check_every, cadence, grow_from,
+                   grow_by)
 
 
 def cadence_text(eval_every: int | None) -> str:
