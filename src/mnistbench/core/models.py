@@ -104,16 +104,6 @@ def whitened_speedrun_cnn() -> nn.Module:
     return TranslationVotes(net)
 
 
-def whitened8_speedrun_cnn() -> nn.Module:
-    """The whitened speedrun model voting with the eight one-pixel neighbours (diagonals too) on the images it
-    is unsure of: 0.015-0.03 point more validation accuracy than four on the tuning seeds (99.059% against
-    99.044% at 150 steps, 20 seeds; explore.log, rounds 12-21) for four more forward passes on about 2% of the
-    test images."""
-    model = whitened_speedrun_cnn()
-    model.shifts = EIGHT_NEIGHBOURS
-    return model
-
-
 FOUR_NEIGHBOURS = ((0, 1), (0, -1), (1, 0), (-1, 0))  # right, left, down, up: the order the record summed them in
 EIGHT_NEIGHBOURS = FOUR_NEIGHBOURS + ((1, 1), (1, -1), (-1, 1), (-1, -1))
 
@@ -246,9 +236,6 @@ MODELS.add("speedrun", ModelEntry(speedrun_cnn,
 MODELS.add("speedrun-whitened", ModelEntry(
     whitened_speedrun_cnn, "the speedrun model with a frozen patch-whitening first conv and translation votes on "
     "the images it is unsure of", "speedrun-whitened", fit=whiten_first_conv))
-MODELS.add("speedrun-whitened8", ModelEntry(
-    whitened8_speedrun_cnn, "the whitened speedrun model voting with the eight one-pixel neighbours",
-    "speedrun-whitened", fit=whiten_first_conv))
 MODELS.add("fast-mnist", ModelEntry(fast_mnist_cnn, "the GPU speed record's model (train_mnist_fast)", "fast-mnist"))
 
 
