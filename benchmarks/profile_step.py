@@ -38,6 +38,8 @@ def main() -> None:
     parser.add_argument("--warm", type=int, default=50, help="unprofiled steps first (timed after the first 10)")
     parser.add_argument("--steps", type=int, default=30, help="profiled steps")
     parser.add_argument("--rows", type=int, default=20)
+    parser.add_argument("--compile", action="store_true", help="the model through torch.compile (its compilation "
+                        "happens in the untimed first steps)")
     args = parser.parse_args()
 
     torch.set_num_threads(args.threads)
@@ -48,13 +50,14 @@ def main() -> None:
     model = build_model(args.model).to(memory_format=torch.channels_last)
     optimizer = make_optimizer(args.optimizer, model.parameters(), 1e-3, {"fused": True} if args.optimizer in
                                ("adam", "adamw") else {})
+    forward = torch.compile(model) if args.compile else model
     loss_fn = nn.CrossEntropyLoss(label_smoothing=0.1)
     autocast = autocast_for(args.precision, CPU)
     order = torch.randperm(len(images))
 
     def step(i: int) -> None:
         idx = order[i * args.batch_size:(i + 1) * args.batch_size]
-        training_step(model, images.index_select(0, idx), data.train.labels.index_select(0, idx), loss_fn, optimizer,
+        training_step(forward, images.index_select(0, idx), data.train.labels.index_select(0, idx), loss_fn, optimizer,
                       autocast)
 
     for i in range(COLD):  # oneDNN builds its kernels on first use: not a step's time
@@ -66,7 +69,8 @@ def main() -> None:
     with profile(activities=[ProfilerActivity.CPU], record_shapes=True) as prof:
         for i in range(args.warm, args.warm + args.steps):
             step(i)
-    print(f"{args.model}, batch {args.batch_size}, {resolve_precision(args.precision, CPU)}, {args.threads} threads: "
+    print(f"{args.model}{' compiled' if args.compile else ''}, batch {args.batch_size}, "
+          f"{resolve_precision(args.precision, CPU)}, {args.threads} threads: "
           f"{1000 * per_step:.2f} ms per step unprofiled (steps {COLD}-{args.warm}); profiled over {args.steps} steps:")
     events = prof.key_averages(group_by_input_shape=True)
     total = sum(e.self_cpu_time_total for e in events)

@@ -152,6 +152,7 @@ p.add_argument("--seeds", type=int, default=5)
 p.add_argument("--set", action="append", default=[])
 p.add_argument("--select", type=float, default=None, help="round 15: train on the hardest KEEP of each batch")
 p.add_argument("--topk", type=float, default=None, help="round 16: the loss of the hardest KEEP of each batch")
+p.add_argument("--time", help="rounds 17-18: time these NAME:STEPS runs against each other, seeds alternating")
 a = p.parse_args()
 if a.select is not None:
     # Round 15 (a prototype of selective backprop, "biggest losers"): each step reads its batch in inference,
@@ -201,6 +202,27 @@ for kv in a.set:  # key=value, nested as schedule_args.warmup_fraction=0.1, list
     else:
         default = getattr(base, key)
         over[key] = type(default)(parsed) if default is not None else int(parsed) if parsed == int(parsed) else parsed
+if a.time:
+    # Wall times only (accuracies are not read): each candidate's run (model creation + training + the final test
+    # evaluation, as the speedrun times it) on seeds 30000 onwards, alternating, so that drift hits them all.
+    runs = [(c.split(":")[0], int(c.split(":")[1])) for c in a.time.split(",")]
+    data = load("mnist")
+
+    def timed(name, steps, seed):
+        model = name if name in ("speedrun", "speedrun-whitened") else "x-" + name
+        return run_trial(base.model_copy(update={"model": model, "steps": steps, "seed": seed, **over}), data)
+
+    for name, steps in runs:
+        timed(name, steps, 10_000)  # warm
+    walls = {run: [] for run in runs}
+    for seed in range(30_000, 30_000 + a.seeds):
+        for run in runs:
+            walls[run].append(timed(*run, seed).wall_seconds)
+    first = statistics.median(walls[runs[0]])
+    for (name, steps), w in walls.items():
+        print(f"{name:20s} {steps:4d} steps: wall median {statistics.median(w):.3f} s "
+              f"({first / statistics.median(w):.3f}x the first), {a.seeds} seeds interleaved", flush=True)
+    raise SystemExit
 data = load("mnist", val_size=10_000)
 run_trial(base.model_copy(update={"seed": 10_000, "eval_on": "val", "val_size": 10_000}), data)  # warm
 for c in a.cands.split(","):
