@@ -3,8 +3,8 @@
 Under bf16 autocast the first convolution rounds its fp32 input to bf16 itself, so images stored in bf16 give
 the same values (tests/test_coverage.py checks it for every model); what changes is the bytes each batch's
 gather reads and the cast each step no longer runs. The steps are the trial's own (`training_step`, the batch
-gathered by `index_select` from the split `_prepare` leaves), each model trained alternately with both stores
-in one process, so drift on a shared machine hits both; the median over rounds is printed, and the ratio.
+gathered by `index_select` from the split `prepare_split` leaves), each model trained alternately with both
+stores in one process, so drift on a shared machine hits both; the median over rounds is printed, and the ratio.
 
     python benchmarks/input_dtype.py --models speedrun-whitened,fast-mnist --rounds 10
 """
@@ -22,7 +22,7 @@ from mnistbench import load
 from mnistbench.core.hardware import keep_freed_memory, native_bf16
 from mnistbench.core.models import MODELS, build_model
 from mnistbench.core.recipes import make_optimizer
-from mnistbench.core.trial import _prepare, autocast_for, training_step
+from mnistbench.core.trial import prepare_split, autocast_for, training_step
 
 CPU = torch.device("cpu")
 
@@ -40,7 +40,7 @@ def main() -> None:
     torch.set_num_threads(args.threads)
     keep_freed_memory()
     data = load("mnist")
-    stores = {dtype: _prepare(data.train, CPU, True, dtype) for dtype in (torch.float32, torch.bfloat16)}
+    stores = {dtype: prepare_split(data.train, CPU, True, dtype) for dtype in (torch.float32, torch.bfloat16)}
     autocast = autocast_for("bf16", CPU)
     loss_fn = nn.CrossEntropyLoss(label_smoothing=0.1)
     order = torch.randperm(len(data.train), generator=torch.Generator().manual_seed(0))

@@ -2,9 +2,9 @@
 operator with its input shapes and its share of the profiled time.
 
 The steps are the trial's own (`training_step`: autocast for the precision, fp32 loss, backward, the optimizer's
-update, the batch gathered from in-memory tensors as the loop does), with the allocator setting a trial runs
-under. Only the optimizer's trainable weights are given to it, as in a trial; a model's data-dependent `fit`
-is left out (it changes the frozen weights' values, not what a step computes).
+update, the batch gathered from in-memory tensors kept in the trial's dtype, as the loop does), with the
+allocator setting a trial runs under. Only the optimizer's trainable weights are given to it, as in a trial; a
+model's data-dependent `fit` is left out (it changes the frozen weights' values, not what a step computes).
 
     python benchmarks/profile_step.py --model speedrun-whitened --precision auto --optimizer adam
 """
@@ -22,7 +22,7 @@ from mnistbench import load
 from mnistbench.core.hardware import keep_freed_memory, resolve_precision
 from mnistbench.core.models import build_model
 from mnistbench.core.recipes import make_optimizer
-from mnistbench.core.trial import autocast_for, training_step
+from mnistbench.core.trial import prepare_split, autocast_for, input_dtype, training_step
 
 CPU = torch.device("cpu")
 COLD = 10  # the first steps, untimed
@@ -45,7 +45,7 @@ def main() -> None:
     torch.set_num_threads(args.threads)
     keep_freed_memory()
     data = load("mnist")
-    images = data.train.images.contiguous(memory_format=torch.channels_last)
+    images = prepare_split(data.train, CPU, True, input_dtype(args.precision, CPU)).images  # as a trial keeps them
     torch.manual_seed(0)
     model = build_model(args.model).to(memory_format=torch.channels_last)
     optimizer = make_optimizer(args.optimizer, model.parameters(), 1e-3, {"fused": True} if args.optimizer in

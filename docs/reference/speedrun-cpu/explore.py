@@ -209,7 +209,7 @@ if a.time:
     data = load("mnist")
 
     def timed(name, steps, seed):
-        model = name if name in ("speedrun", "speedrun-whitened") else "x-" + name
+        model = name if name in MODELS else "x-" + name
         return run_trial(base.model_copy(update={"model": model, "steps": steps, "seed": seed, **over}), data)
 
     for name, steps in runs:
@@ -226,7 +226,7 @@ if a.time:
 data = load("mnist", val_size=10_000)
 run_trial(base.model_copy(update={"seed": 10_000, "eval_on": "val", "val_size": 10_000}), data)  # warm
 for c in a.cands.split(","):
-    name = c if c in ("speedrun", "speedrun-whitened") else "x-" + c
+    name = c if c in MODELS else "x-" + c
     mac = flops_per_image(build_model(name)) / 2
     for b in [int(x) for x in a.budgets.split(",")]:
         accs, walls = [], []

@@ -104,6 +104,34 @@ def whitened_speedrun_cnn() -> nn.Module:
     return TranslationVotes(net)
 
 
+class FP32(nn.Module):
+    """Its module in fp32 whatever autocast is around it: for a layer too small for bf16's products to pay for
+    casting its weights and gradients at every step."""
+
+    def __init__(self, module: nn.Module):
+        super().__init__()
+        self.module = module
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        with torch.autocast(x.device.type, enabled=False):
+            return self.module(x.float())
+
+
+def lean_speedrun_cnn() -> nn.Module:
+    """The whitened speedrun model with fewer operators a step: dense layers without biases (no bias gradients
+    to sum, two fewer tensors for the optimizer) and the output layer in fp32 (no bf16 casts of its weights and
+    gradients); it votes with the eight one-pixel neighbours. On the tuning seeds' validation split: 99.05% at
+    150 steps against the record model's 99.04% (20 seeds), 1.04x faster a run, interleaved (explore.log,
+    rounds 17 and 24)."""
+    net = nn.Sequential(
+        nn.Conv2d(1, 16, 5, stride=2, bias=False), nn.ReLU(),
+        nn.Conv2d(16, 24, 3, bias=False), nn.MaxPool2d(2), nn.ReLU(),
+        nn.Flatten(), nn.Linear(24 * 5 * 5, 128, bias=False), nn.ReLU(), FP32(nn.Linear(128, 10, bias=False)),
+    )
+    net[0].weight.requires_grad_(False)
+    return TranslationVotes(net, shifts=EIGHT_NEIGHBOURS)
+
+
 FOUR_NEIGHBOURS = ((0, 1), (0, -1), (1, 0), (-1, 0))  # right, left, down, up: the order the record summed them in
 EIGHT_NEIGHBOURS = FOUR_NEIGHBOURS + ((1, 1), (1, -1), (-1, 1), (-1, -1))
 
@@ -236,6 +264,9 @@ MODELS.add("speedrun", ModelEntry(speedrun_cnn,
 MODELS.add("speedrun-whitened", ModelEntry(
     whitened_speedrun_cnn, "the speedrun model with a frozen patch-whitening first conv and translation votes on "
     "the images it is unsure of", "speedrun-whitened", fit=whiten_first_conv))
+MODELS.add("speedrun-lean", ModelEntry(
+    lean_speedrun_cnn, "the whitened speedrun model without dense biases, its output layer in fp32, voting with "
+    "eight neighbours", "speedrun-whitened", fit=whiten_first_conv))
 MODELS.add("fast-mnist", ModelEntry(fast_mnist_cnn, "the GPU speed record's model (train_mnist_fast)", "fast-mnist"))
 
 

@@ -91,12 +91,13 @@ def input_dtype(precision: str, device: torch.device) -> torch.dtype:
     """The dtype a trial keeps its images in: the one its first layer computes in. Under bf16 autocast every
     built-in model's first layer (a convolution) rounds its fp32 input to bf16 itself, so images stored in bf16
     give it the same values (tests/test_trial.py checks every model), read at half the bytes and without the
-    cast each batch: 5.7% less time per speedrun step on the AMX Xeon, 0.3% for the plain port's
+    cast each batch: 3.8% less time per speedrun step on the AMX Xeon, 0.8% per step of the plain port
     (docs/reference/speedrun-cpu/datatype-xeon-amx.log)."""
     return torch.bfloat16 if resolve_precision(precision, device) == "bf16" else torch.float32
 
 
-def _prepare(split: Split, device: torch.device, channels_last: bool, dtype: torch.dtype = torch.float32) -> Split:
+def prepare_split(split: Split, device: torch.device, channels_last: bool,
+                  dtype: torch.dtype = torch.float32) -> Split:
     """The split on the device, in the layout the model trains in (with one input channel, channels-last
     only restrides: no copy), so that evaluation runs the same kernels as training, and in `dtype`
     (`input_dtype`). Off the clock, as loading is."""
@@ -320,9 +321,9 @@ def _run_trial(spec: TrialSpec, data: Data | None, progress: Callable[[Progress]
         raise ConfigError(f"the data passed has no validation split of {spec.val_size} images")
     channels_last = uses_channels_last(spec.model, device, spec.channels_last)
     dtype = input_dtype(spec.precision, device)
-    train = _prepare(data.train, device, channels_last, dtype)
-    test = _prepare(data.test, device, channels_last, dtype)
-    held_out = test if spec.eval_on == "test" else _prepare(data.eval_split("val"), device, channels_last, dtype)
+    train = prepare_split(data.train, device, channels_last, dtype)
+    test = prepare_split(data.test, device, channels_last, dtype)
+    held_out = test if spec.eval_on == "test" else prepare_split(data.eval_split("val"), device, channels_last, dtype)
 
     wall_start = now()
     torch.manual_seed(spec.seed)
