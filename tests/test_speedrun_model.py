@@ -106,12 +106,13 @@ def test_votes_change_only_the_images_the_model_is_unsure_of():
     assert torch.equal(model(sure), Marked()(sure)) and (model.seen, model.revoted) == (3, 1)  # nothing to vote on
 
 
+@pytest.mark.parametrize("name", ["speedrun-whitened", "speedrun-lean"])
 @pytest.mark.parametrize("how", ["torch.export", "jit.trace"])
-def test_traced_votes_give_the_eager_votes(how):
+def test_traced_votes_give_the_eager_votes(how, name):
     """A tracer (torch.export, behind the pt2 and ONNX exports, or jit.trace) sees one graph: every image's views,
     kept only where the model is unsure."""
     torch.manual_seed(0)
-    model = build_model("speedrun-whitened").eval()
+    model = build_model(name).eval()
     x = torch.randn(64, 1, 28, 28)
     top2 = model.net(x).topk(2, dim=1).values
     model.margin = (top2[:, 0] - top2[:, 1]).median().item()  # untrained: half the images sure, half not
