@@ -266,8 +266,11 @@ def test_schedules_change_the_rate(synthetic_name, data):
     ({"schedule": "step", "schedule_args": {"warmup": 3}}, "does not take 'warmup'"),
     ({"nonsense": 1}, "nonsense: unknown key"),
     ({"grow_by": 3}, "grow_by and grow_lr apply from grow_at on"),
-    ({"grow_at": 0.5, "grow_lr": 1.5, "grow_by": 1}, "grow_by"),
-    ({"grow_at": 1.0}, "grow_at"),
+    ({"grow_at": 0.5, "grow_lr": 1.5, "grow_by": 1, "eval_every": 0}, "grow_by"),
+    ({"grow_at": 1.0, "eval_every": 0}, "grow_at"),
+    ({"grow_at": 0.5}, "grow_at needs eval_every = 0"),
+    ({"grow_at": 0.5, "eval_every": 0, "ema": 0.9}, "does not combine with ema"),
+    ({"grow_at": 0.5, "eval_every": 0, "optimizer": "sf-adamw", "lr": 0.01}, "does not combine with 'sf-adamw'"),
 ])
 def test_bad_specs_are_config_errors(over, match):
     with pytest.raises((ConfigError, UnknownName), match=match):
@@ -321,14 +324,28 @@ def test_a_growing_batch_reports_the_training_loss_per_batch(synthetic_name, dat
     assert grown.curve[-1].train_loss == pytest.approx(plain.curve[-1].train_loss, rel=1e-5)
 
 
+def test_an_epoch_end_cuts_a_merged_step_and_the_next_one_ends_its_group(synthetic_name, data, monkeypatch):
+    """600 images in batches of 32: 19 batches an epoch, the last of 24. Merging from batch 14, the epoch's end
+    (after batch 18) cuts the group 18-19 in two steps; pairs resume from batch 20."""
+    seen = _recorded_steps(monkeypatch)
+    result = run_trial(spec(synthetic_name, optimizer="sgd", lr=0.05, steps=30, eval_every=0, grow_at=0.5), data)
+    sizes = [n for n, _ in seen[-23:]]
+    assert sizes == [32] * 14 + [64, 64, 24, 32] + [64] * 5
+    assert result.steps == 30 and len(result.epochs) == 2
+
+
 def test_a_merged_step_never_spans_an_evaluation_or_a_check():
     from mnistbench.core.horizon import horizon
 
-    h = horizon(make_spec(steps=100, batch_size=10, grow_at=0.35, grow_by=3), n_train=10_000)
+    h = horizon(make_spec(steps=100, batch_size=10, grow_at=0.35, grow_by=3, eval_every=0), n_train=10_000)
     assert h.grow_from % 3 == 0 and h.check_every % 3 == 0  # merges start where checks fall
-    assert h.grow_from == 36 and h.batches_at(35, 100) == 1 and h.batches_at(36, 100) == 3
-    assert h.batches_at(36, 37) == 1 and h.batches_at(36, 38) == 2  # cut short only by the loop's next stop
+    assert h.grow_from == 33 and h.batches_at(32, 100) == 1 and h.batches_at(33, 100) == 3  # 35 rounded down
+    assert h.batches_at(33, 34) == 1 and h.batches_at(33, 35) == 2  # cut short only by the loop's next stop...
+    assert h.batches_at(34, 100) == 2 and h.batches_at(35, 100) == 1  # ...and the next step ends the group
+    assert all(h.batches_at(b, 100) == 3 for b in range(33, 97, 3))
     assert {30, 20, 10} <= h.batch_sizes(10, 10_000)
+    with pytest.raises(ConfigError, match="eval_every = 0"):
+        make_spec(steps=100, grow_at=0.5, eval_every=10)  # evaluations between would cut the merged steps
 
 
 def test_the_rate_of_a_merged_step_is_restored_exactly():
@@ -338,3 +355,14 @@ def test_the_rate_of_a_merged_step_is_restored_exactly():
     with rate_scaled(optimizer, 3.0):
         assert optimizer.param_groups[0]["lr"] == pytest.approx(0.3)
     assert optimizer.param_groups[0]["lr"] == 0.1  # 0.1 * 3 / 3 would be 0.10000000000000002
+
+
+def test_the_dry_run_estimate_times_merged_steps_at_their_own_size(synthetic_name, monkeypatch):
+    import mnistbench.run.estimate as estimate
+
+    monkeypatch.setattr(estimate, "_step_seconds", lambda spec, found, cache, batch: 1.0 if batch == 32 else 1.5)
+    monkeypatch.setattr(estimate, "_eval_image_seconds", lambda *a: 0.0)
+    recipe = dict(steps=10, eval_every=0)
+    plain, grown = estimate.estimate_seconds([spec(synthetic_name, **recipe),
+                                              spec(synthetic_name, **recipe, grow_at=0.6)])
+    assert (plain, grown) == (10.0, 6 * 1.0 + 2 * 1.5)  # six steps of 32, two of 64

@@ -152,7 +152,7 @@ p.add_argument("--seeds", type=int, default=5)
 p.add_argument("--set", action="append", default=[])
 p.add_argument("--select", type=float, default=None, help="round 15: train on the hardest KEEP of each batch")
 p.add_argument("--topk", type=float, default=None, help="round 16: the loss of the hardest KEEP of each batch")
-p.add_argument("--time", help="rounds 17-18: time these NAME:STEPS runs against each other, seeds alternating")
+p.add_argument("--time", help="round 24: time these NAME:STEPS runs against each other, seeds alternating")
 a = p.parse_args()
 if a.select is not None:
     # Round 15 (a prototype of selective backprop, "biggest losers"): each step reads its batch in inference,

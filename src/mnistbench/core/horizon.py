@@ -32,10 +32,20 @@ class Horizon:
     grow_by: int = 1
 
     def batches_at(self, step: int, stop: int) -> int:
-        """How many batches the optimizer step starting at batch `step` takes: grow_by from grow_from on, never
-        past `stop` (the loop's next off-the-clock point: an evaluation, a check, the epoch's end)."""
-        merged = self.grow_from is not None and step >= self.grow_from
-        return min(self.grow_by if merged else 1, stop - step)
+        """How many batches the optimizer step starting at batch `step` takes: from grow_from on, the rest of
+        its group of grow_by (the groups start at grow_from + j * grow_by, whatever cut one before), never past
+        `stop` (the loop's next stop: a check, which falls on a group's end, or an epoch's or the budget's end;
+        TrialSpec refuses cadence evaluations with a growing batch, so evaluating never changes the steps)."""
+        if self.grow_from is None or step < self.grow_from:
+            return 1
+        return min(self.grow_by - (step - self.grow_from) % self.grow_by, stop - step)
+
+    def step_counts(self) -> tuple[int, int]:
+        """(steps of one batch, merged steps) in a whole run, for an estimate (an evaluation or an epoch's end
+        may cut a merge short: a few more, smaller steps)."""
+        if self.grow_from is None or self.grow_from >= self.total_steps:
+            return self.total_steps, 0
+        return self.grow_from, -(-(self.total_steps - self.grow_from) // self.grow_by)
 
     def batch_sizes(self, batch_size: int, n_train: int) -> set[int]:
         """Every batch shape a run can train on: full batches, the epoch's smaller last one if the run gets
@@ -97,10 +107,13 @@ def horizon(spec, n_train: int) -> Horizon:
     # Snapshots only pay when the cadence is coarser than the resolution asked for; with eval_every = 0
     # (epoch ends only, as the speedrun asks) no snapshots are kept: time-to-target is then per epoch.
     snapshot_every = fine if eval_every > fine else 0
-    # A growing batch merges grow_by batches from a multiple of grow_by on, and the divergence check falls on
-    # such multiples too, so that it never cuts a merged step short (only an evaluation or an epoch's end can).
+    # A growing batch merges grow_by batches from a multiple of grow_by on (grow_at of the budget, rounded down,
+    # at least grow_by), and the divergence check falls on such multiples too, so that it never cuts a merged
+    # step short (an epoch's end can: the group is then finished by a smaller step).
     grow_by = spec.grow_by if spec.grow_at is not None else 1
-    grow_from = round(spec.grow_at * total_steps / grow_by) * grow_by if spec.grow_at is not None else None
+    grow_from = None
+    if spec.grow_at is not None:
+        grow_from = max(1, math.floor(spec.grow_at * total_steps / grow_by)) * grow_by
     check_every = -(-CHECK_EVERY // grow_by) * grow_by
     return Horizon(steps_per_epoch, total_steps, eval_every, snapshot_every, check_every, cadence, grow_from,
                    grow_by)

@@ -45,7 +45,7 @@ class TrialSpec(BaseModel):
     channels_last: bool | None = Field(None, description="None: the model's measured best layout")
     label_smoothing: float = Field(0.0, ge=0, lt=1)
     # A batch that grows late in the run, where the gradient's noise matters less and a large batch costs less
-    # per image (on a 2-core CPU one step of 512 took 0.8x the time of two of 256): from the batch at grow_at
+    # per image (a speedrun step of 512 took PERSTEP_RATIO the time of two of 256 on the 2-core AMX Xeon): from the batch at grow_at
     # of the budget on, grow_by consecutive batches make one optimizer step. The budget, the epochs and the
     # schedule still count batches of batch_size (the rate follows the images seen); a merged step takes
     # grow_lr times the schedule's rate and never spans an evaluation, a divergence check or an epoch's end.
@@ -87,6 +87,18 @@ class TrialSpec(BaseModel):
                              "test set: set eval_on = \"val\" and val_size > 0 (--eval-on val --val-size 10000)")
         if self.grow_at is None and (self.grow_by != 2 or self.grow_lr != 1.0):
             raise ValueError("grow_by and grow_lr apply from grow_at on: set grow_at (a fraction of the budget)")
+        if self.grow_at is not None and self.eval_every != 0:
+            # Cadence evaluations (and the snapshots between them) would cut merged steps where they fall, so
+            # how often a run is evaluated would change what it trains.
+            raise ValueError("grow_at needs eval_every = 0 (evaluations at epoch ends only): evaluations between "
+                             "would cut merged steps")
+        # An average of the weights counts optimizer steps, not batches; Schedule-Free also keeps the largest rate
+        # it has seen, which a merged step's grow_lr would raise for good.
+        if self.grow_at is not None and self.ema:
+            raise ValueError("grow_at does not combine with ema: the average counts optimizer steps, not batches")
+        if self.grow_at is not None and OPTIMIZERS.get(self.optimizer).seam:
+            raise ValueError(f"grow_at does not combine with '{self.optimizer}', which averages its weights over "
+                             "optimizer steps")
         if self.epochs is None and self.steps is None:
             raise ValueError("give a budget: epochs or steps")
         return self

@@ -12,28 +12,28 @@ from ..core.horizon import horizon
 from ..core.models import build_model, uses_channels_last
 from ..core.recipes import make_optimizer
 from ..core.spec import TrialSpec
-from ..core.trial import autocast_for, eval_batch_size, resolve_device, training_step
+from ..core.trial import autocast_for, eval_batch_size, input_dtype, resolve_device, training_step
 from ..data.datasets import Layout, layout
 
 
 def _model_and_input(spec: TrialSpec, batch: int, found: Layout, device: torch.device):
     torch.manual_seed(0)
     model = build_model(spec.model).to(device)
-    x = torch.randn(batch, 1, *found.image_shape, device=device)
+    x = torch.randn(batch, 1, *found.image_shape, device=device).to(input_dtype(spec.precision, device))  # as stored
     if uses_channels_last(spec.model, device, spec.channels_last):  # the layout run_trial will use
         model, x = model.to(memory_format=torch.channels_last), x.contiguous(memory_format=torch.channels_last)
     return model, x
 
 
-def _step_seconds(spec: TrialSpec, found: Layout, cache: dict) -> float:
+def _step_seconds(spec: TrialSpec, found: Layout, cache: dict, batch: int) -> float:
     device = resolve_device(spec.device)
     # The spec's own optimizer (Adam's update costs more than SGD's) through the loop's own training step; the
     # schedule's step is a few scalar writes and is left out.
-    key = ("step", spec.model, spec.batch_size, spec.precision, spec.channels_last, spec.optimizer,
+    key = ("step", spec.model, batch, spec.precision, spec.channels_last, spec.optimizer,
            repr(sorted(spec.optimizer_args.items())), found.image_shape, str(device))
     if key not in cache:
-        model, x = _model_and_input(spec, spec.batch_size, found, device)
-        y = torch.randint(0, found.num_classes, (spec.batch_size,), device=device)
+        model, x = _model_and_input(spec, batch, found, device)
+        y = torch.randint(0, found.num_classes, (batch,), device=device)
         opt = make_optimizer(spec.optimizer, model.parameters(), spec.lr, spec.optimizer_args)
         loss_fn = torch.nn.CrossEntropyLoss(label_smoothing=spec.label_smoothing)
         autocast = autocast_for(spec.precision, device)
@@ -82,7 +82,11 @@ def estimate_seconds(specs: list[TrialSpec]) -> list[float]:
         n_eval = spec.val_size if spec.eval_on == "val" else n_test
         h = horizon(spec, n)
         eval_s = h.expected_evaluations() * n_eval * _eval_image_seconds(spec, n_eval, found, cache)
-        out.append(h.total_steps * _step_seconds(spec, found, cache) + eval_s)
+        plain, merged = h.step_counts()  # a growing batch's late steps are measured at their own size
+        train_s = plain * _step_seconds(spec, found, cache, spec.batch_size)
+        if merged:
+            train_s += merged * _step_seconds(spec, found, cache, min(h.grow_by * spec.batch_size, n))
+        out.append(train_s + eval_s)
     return out
 
 
