@@ -45,10 +45,10 @@ class TrialSpec(BaseModel):
     channels_last: bool | None = Field(None, description="None: the model's measured best layout")
     label_smoothing: float = Field(0.0, ge=0, lt=1)
     # A batch that grows late in the run, where the gradient's noise matters less and a large batch costs less
-    # per image (a speedrun step of 512 took PERSTEP_RATIO the time of two of 256 on the 2-core AMX Xeon): from the batch at grow_at
-    # of the budget on, grow_by consecutive batches make one optimizer step. The budget, the epochs and the
-    # schedule still count batches of batch_size (the rate follows the images seen); a merged step takes
-    # grow_lr times the schedule's rate and never spans an evaluation, a divergence check or an epoch's end.
+    # per image (a speedrun step of 512 took 0.68-0.75x the time of two of 256 on the 2-core AMX Xeon): from
+    # grow_at of the budget on, grow_by consecutive batches make one optimizer step at grow_lr times the
+    # schedule's rate. The budget, the epochs and the schedule still count batches of batch_size (the rate
+    # follows the images seen). The groups and their cuts are the horizon's (core/horizon.py).
     grow_at: float | None = Field(None, gt=0, lt=1, description="fraction of the budget from which grow_by batches "
                                   "make one step; None: the batch never grows")
     grow_by: int = Field(2, ge=2, description="batches per step from grow_at on")
