@@ -139,3 +139,18 @@ def test_a_step_counts_the_gradients_it_computes():
     # Frozen first conv: its forward only; the second conv's input then needs no gradient either.
     second = 2 * 9 * 16 * 24 * 10 * 10
     assert step_flops_per_image(frozen) == 3 * forward - 2 * first - second
+
+
+@pytest.mark.parametrize("shape", [(5, 24, 10, 10), (3, 8, 7, 9)])
+@pytest.mark.parametrize("channels_last", [True, False])
+def test_the_speedrun_pool_evaluates_exactly_as_max_pool_and_trains_through_it(shape, channels_last):
+    from mnistbench.core.models import MaxPool2x2
+
+    x = torch.randn(shape).to(torch.bfloat16)
+    if channels_last:
+        x = x.contiguous(memory_format=torch.channels_last)
+    with torch.inference_mode():
+        assert torch.equal(MaxPool2x2().eval()(x), torch.nn.functional.max_pool2d(x, 2))
+    x.requires_grad_(True)
+    MaxPool2x2().train()(x).sum().backward()
+    assert int(x.grad.float().sum()) == x.shape[0] * x.shape[1] * (x.shape[2] // 2) * (x.shape[3] // 2)  # one per window
