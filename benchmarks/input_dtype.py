@@ -22,7 +22,7 @@ from mnistbench import load
 from mnistbench.core.hardware import keep_freed_memory, native_bf16
 from mnistbench.core.models import MODELS, build_model
 from mnistbench.core.recipes import make_optimizer
-from mnistbench.core.trial import prepare_split, autocast_for, training_step
+from mnistbench.core.trial import autocast_for, prepare_split, training_step
 
 CPU = torch.device("cpu")
 
@@ -48,9 +48,9 @@ def main() -> None:
     for name in args.models.split(","):
         for dtype in stores:
             torch.manual_seed(0)
-            model = build_model(name)
-            if MODELS.get(name).fit is not None:
-                MODELS.get(name).fit(model, data.train.images[:MODELS.get(name).fit_images])
+            model, entry = build_model(name), MODELS.get(name)
+            if entry.fit is not None:
+                entry.fit(model, data.train.images[:entry.fit_images])
             model = model.to(memory_format=torch.channels_last)
             runs[name, dtype] = model, make_optimizer("adam", model.parameters(), 1e-3, {"fused": True})
 

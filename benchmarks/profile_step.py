@@ -22,7 +22,7 @@ from mnistbench import load
 from mnistbench.core.hardware import keep_freed_memory, resolve_precision
 from mnistbench.core.models import build_model
 from mnistbench.core.recipes import make_optimizer
-from mnistbench.core.trial import prepare_split, autocast_for, input_dtype, training_step
+from mnistbench.core.trial import autocast_for, input_dtype, prepare_split, training_step
 
 CPU = torch.device("cpu")
 COLD = 10  # the first steps, untimed

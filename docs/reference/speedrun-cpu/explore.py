@@ -8,7 +8,7 @@ import argparse, statistics
 
 from torch import nn
 from mnistbench import load, run_trial
-from mnistbench.core.models import (EIGHT_NEIGHBOURS, FOUR_NEIGHBOURS, MODELS, ModelEntry, TranslationVotes,
+from mnistbench.core.models import (EIGHT_NEIGHBOURS, FOUR_NEIGHBOURS, FP32, MODELS, ModelEntry, TranslationVotes,
                                     build_model, flops_per_image, speedrun_cnn, whiten_first_conv)
 from mnistbench.run.experiments import load_experiment
 
@@ -85,21 +85,9 @@ for k, build in [("whitec12", lambda: whitened(c1=12, c2=24)), ("whitez", lambda
                  ("whitec12z", lambda: zero_head(whitened(c1=12, c2=24))),
                  ("white8c12", lambda: whitened(shifts=EIGHT_NEIGHBOURS, c1=12, c2=24))]:
     MODELS.add("x-" + k, ModelEntry(build, k, "x-" + k, fit=whiten_first_conv))
-# Round 17: cheaper steps at the record's shape: the dense layers without biases (fewer parameters to update
-# and gradients to sum), the output layer in fp32 (no bf16 casts of its weights and gradients each step).
-class FP32(nn.Module):
-    """Its module in fp32 whatever the autocast around it."""
-
-    def __init__(self, module):
-        super().__init__()
-        self.module = module
-
-    def forward(self, x):
-        import torch
-        with torch.autocast(x.device.type, enabled=False):
-            return self.module(x.float())
-
-
+# Round 17: cheaper steps at the record's shape: no dense biases (fewer parameters to update and gradients to
+# sum), the output layer in fp32 (no bf16 casts of its weights and gradients each step; FP32 is the models'
+# module since, the same code as round 17's copy here).
 def record_shape(dense_bias=True, fp32_out=False, votes=EIGHT_NEIGHBOURS[:4]):
     out = nn.Linear(128, 10, bias=dense_bias)
     net = nn.Sequential(nn.Conv2d(1, 16, 5, stride=2, bias=False), nn.ReLU(),

@@ -92,34 +92,6 @@ class MaxPool2x2(nn.MaxPool2d):
                              torch.maximum(x[..., 1::2, 0::2], x[..., 1::2, 1::2]))
 
 
-def speedrun_cnn() -> nn.Module:
-    """The CPU speedrun model: a stride-2 first conv replaces conv + max-pool on the 24x24 map, whose pooling
-    (forward, backward and the zero-fill of its gradient) cost about 40% of the reference model's step on
-    CPU; label smoothing in the recipe buys back the ~0.1 point this costs. The second conv has 24 channels:
-    on the tuning seeds' validation split it matched 32 channels' accuracy at 150 steps with 23% fewer FLOPs
-    per image (conv backward is half of a step), where narrower convs (20) or a smaller hidden layer (64) lost
-    0.1 point, a stride-2 second conv 0.2 and earlier pooling 0.4. The convolutions have no biases: summing
-    their gradients over every position of the maps cost 5% of a run (oneDNN, channels-last), and the same
-    seeds' validation accuracy was unchanged without them (99.041% against 99.045% at 200 steps)
-    (docs/reference/speedrun-cpu/explore.py and explore.log)."""
-    return nn.Sequential(
-        nn.Conv2d(1, 16, 5, stride=2, bias=False), nn.ReLU(),       # 28 -> 12
-        nn.Conv2d(16, 24, 3, bias=False), MaxPool2x2(), nn.ReLU(),  # 12 -> 10 -> 5
-        nn.Flatten(), nn.Linear(24 * 5 * 5, 128), nn.ReLU(), nn.Linear(128, 10),
-    )
-
-
-def whitened_speedrun_cnn() -> nn.Module:
-    """The speedrun model with a frozen first conv that `whiten_first_conv` fills from the training images,
-    and translation votes for the test images it is unsure of (`TranslationVotes`). Frozen, and reading the
-    images (which need no gradient), the first conv has no backward at all, nor has anything below the second
-    conv's weights: 1.24-1.33x less time per step in bf16 on the AMX Xeon (docs/reference/speedrun-cpu/
-    perstep-xeon-amx.log)."""
-    net = speedrun_cnn()
-    net[0].weight.requires_grad_(False)
-    return TranslationVotes(net)
-
-
 class FP32(nn.Module):
     """Its module in fp32 whatever autocast is around it: for a layer too small for bf16's products to pay for
     casting its weights and gradients at every step."""
@@ -133,24 +105,49 @@ class FP32(nn.Module):
             return self.module(x.float())
 
 
+FOUR_NEIGHBOURS = ((0, 1), (0, -1), (1, 0), (-1, 0))  # right, left, down, up: the order the record summed them in
+EIGHT_NEIGHBOURS = FOUR_NEIGHBOURS + ((1, 1), (1, -1), (-1, 1), (-1, -1))
+
+
+def speedrun_cnn(dense_bias: bool = True, fp32_output: bool = False) -> nn.Module:
+    """The CPU speedrun model: a stride-2 first conv replaces conv + max-pool on the 24x24 map, whose pooling
+    (forward, backward and the zero-fill of its gradient) cost about 40% of the reference model's step on
+    CPU; label smoothing in the recipe buys back the ~0.1 point this costs. The second conv has 24 channels:
+    on the tuning seeds' validation split it matched 32 channels' accuracy at 150 steps with 23% fewer FLOPs
+    per image (conv backward is half of a step), where narrower convs (20) or a smaller hidden layer (64) lost
+    0.1 point, a stride-2 second conv 0.2 and earlier pooling 0.4. The convolutions have no biases: summing
+    their gradients over every position of the maps cost 5% of a run (oneDNN, channels-last), and the same
+    seeds' validation accuracy was unchanged without them (99.041% against 99.045% at 200 steps)
+    (docs/reference/speedrun-cpu/explore.py and explore.log). `dense_bias` and `fp32_output` are the lean
+    model's (`lean_speedrun_cnn`)."""
+    layers = [
+        nn.Conv2d(1, 16, 5, stride=2, bias=False), nn.ReLU(),       # 28 -> 12
+        nn.Conv2d(16, 24, 3, bias=False), MaxPool2x2(), nn.ReLU(),  # 12 -> 10 -> 5
+        nn.Flatten(), nn.Linear(24 * 5 * 5, 128, bias=dense_bias), nn.ReLU(),
+    ]
+    output = nn.Linear(128, 10, bias=dense_bias)  # built last: a seed draws the weights in the layers' order
+    return nn.Sequential(*layers, FP32(output) if fp32_output else output)
+
+
+def whitened_speedrun_cnn(shifts: tuple[tuple[int, int], ...] = FOUR_NEIGHBOURS, **shape) -> nn.Module:
+    """The speedrun model with a frozen first conv that `whiten_first_conv` fills from the training images,
+    and translation votes for the test images it is unsure of (`TranslationVotes`). Frozen, and reading the
+    images (which need no gradient), the first conv has no backward at all, nor has anything below the second
+    conv's weights: 1.24-1.33x less time per step in bf16 on the AMX Xeon (docs/reference/speedrun-cpu/
+    perstep-xeon-amx.log)."""
+    net = speedrun_cnn(**shape)
+    net[0].weight.requires_grad_(False)
+    return TranslationVotes(net, shifts=shifts)
+
+
 def lean_speedrun_cnn() -> nn.Module:
     """The whitened speedrun model with fewer operators a step: dense layers without biases (no bias gradients
     to sum, two fewer tensors for the optimizer) and the output layer in fp32 (no bf16 casts of its weights and
     gradients); it votes with the eight one-pixel neighbours. On the tuning seeds' validation split, with four
-    neighbours' votes: 99.05% at 150 steps against 99.01% for the same layers with the biases and a bf16 output (20
-    seeds), and 1.04x faster a run, interleaved (docs/reference/speedrun-cpu/explore.log, rounds 17 and 24).
+    neighbours' votes: 99.05% at 150 steps against 99.01% for the same layers with the biases and a bf16 output
+    (20 seeds), and 1.04x faster a run, interleaved (docs/reference/speedrun-cpu/explore.log, rounds 17 and 24).
     The speedrun record of 2026-12-02."""
-    net = nn.Sequential(
-        nn.Conv2d(1, 16, 5, stride=2, bias=False), nn.ReLU(),
-        nn.Conv2d(16, 24, 3, bias=False), MaxPool2x2(), nn.ReLU(),
-        nn.Flatten(), nn.Linear(24 * 5 * 5, 128, bias=False), nn.ReLU(), FP32(nn.Linear(128, 10, bias=False)),
-    )
-    net[0].weight.requires_grad_(False)
-    return TranslationVotes(net, shifts=EIGHT_NEIGHBOURS)
-
-
-FOUR_NEIGHBOURS = ((0, 1), (0, -1), (1, 0), (-1, 0))  # right, left, down, up: the order the record summed them in
-EIGHT_NEIGHBOURS = FOUR_NEIGHBOURS + ((1, 1), (1, -1), (-1, 1), (-1, -1))
+    return whitened_speedrun_cnn(EIGHT_NEIGHBOURS, dense_bias=False, fp32_output=True)
 
 
 class TranslationVotes(nn.Module):
