@@ -9,11 +9,12 @@ import warnings
 
 import pytest
 import torch
+import torch.nn.functional as F
 from torch import nn
 
 from mnistbench import load, make_spec, run_trial
-from mnistbench.core.models import (MODELS, TranslationVotes, build_model, flops_per_image, speedrun_cnn,
-                                    step_flops_per_image, whiten_first_conv)
+from mnistbench.core.models import (MODELS, TranslationVotes, build_model, flops_per_image, image_patches,
+                                    speedrun_cnn, step_flops_per_image, whiten_first_conv)
 from mnistbench.core.recipes import make_optimizer
 
 
@@ -104,6 +105,30 @@ def test_votes_change_only_the_images_the_model_is_unsure_of():
     assert (model.seen, model.revoted) == (2, 1)
     sure = x[:1]
     assert torch.equal(model(sure), Marked()(sure)) and (model.seen, model.revoted) == (3, 1)  # nothing to vote on
+
+
+@pytest.mark.parametrize("channels,kernel,stride,padding", [(1, 5, 2, 0), (3, 3, 1, 1), (2, (3, 5), (2, 1), (0, 2))])
+def test_image_patches_are_what_unfold_reads(channels, kernel, stride, padding):
+    conv = nn.Conv2d(channels, 4, kernel, stride=stride, padding=padding)
+    images = torch.randn(3, channels, 11, 13)
+    unfolded = F.unfold(images, conv.kernel_size, stride=conv.stride, padding=conv.padding)
+    assert torch.equal(image_patches(images, conv), unfolded.transpose(1, 2).reshape(-1, unfolded.shape[1]))
+
+
+def test_votes_are_each_images_own_translations():
+    """The views of every unsure image go through the network in one pass: each image's vote is the mean of its
+    own logits and its own translations' (computed here one translation at a time), never another image's."""
+    torch.manual_seed(0)
+    model = build_model("speedrun-lean").eval()
+    x = torch.randn(32, 1, 28, 28)
+    top2 = model.net(x).topk(2, dim=1).values
+    model.margin = (top2[:, 0] - top2[:, 1]).median().item()
+    out = model(x)
+    unsure = (top2[:, 0] - top2[:, 1] < model.margin).nonzero().squeeze(1)
+    assert len(unsure) > 4
+    for i in unsure:
+        views = [model.net(x[i:i + 1])] + [model.net(torch.roll(x[i:i + 1], s, (-2, -1))) for s in model.shifts]
+        assert torch.allclose(out[i], torch.cat(views).mean(0), atol=1e-5)
 
 
 @pytest.mark.parametrize("name", ["speedrun-whitened", "speedrun-lean"])

@@ -185,8 +185,24 @@ class TranslationVotes(nn.Module):
 
     def _votes(self, x: torch.Tensor, logits: torch.Tensor) -> torch.Tensor:
         """The mean of the images' logits and their translations', in fp32 (bf16 sums would round each vote)."""
-        total = sum((self.net(torch.roll(x, shift, (-2, -1))).float() for shift in self.shifts), logits.float())
-        return total / (1 + len(self.shifts))
+        # One forward pass over every view, not one per translation: eight passes over a few dozen images each
+        # cost the speedrun's test evaluation a quarter of its time (docs/reference/speedrun-cpu/overheads-xeon-amx.log).
+        views = torch.cat([torch.roll(x, shift, (-2, -1)) for shift in self.shifts])
+        voted = self.net(views).float().view(len(self.shifts), -1, logits.shape[-1]).sum(0)
+        return (logits.float() + voted) / (1 + len(self.shifts))
+
+
+def image_patches(images: torch.Tensor, conv: nn.Conv2d) -> torch.Tensor:
+    """The patches `conv` reads, one row each (images x positions, channels x kernel rows x kernel columns: the
+    order of F.unfold and of the conv's weight), copied once from strided views of the images: the fit is on the
+    clock of every speedrun run, and F.unfold with its transposed copy took twice the time of the whole fit this
+    way (docs/reference/speedrun-cpu/overheads-xeon-amx.log)."""
+    if conv.dilation != (1, 1) or isinstance(conv.padding, str):
+        raise ValueError("patch whitening reads patches of an undilated conv with numeric padding")
+    (kh, kw), (sh, sw), (ph, pw) = conv.kernel_size, conv.stride, conv.padding
+    padded = F.pad(images, (pw, pw, ph, ph)) if ph or pw else images
+    views = padded.unfold(2, kh, sh).unfold(3, kw, sw)  # (images, channels, rows, columns, kh, kw): no copy
+    return views.permute(0, 2, 3, 1, 4, 5).reshape(-1, images.shape[1] * kh * kw)
 
 
 def whiten_first_conv(model: nn.Module, images: torch.Tensor, eps: float = 0.1) -> None:
@@ -198,8 +214,7 @@ def whiten_first_conv(model: nn.Module, images: torch.Tensor, eps: float = 0.1) 
     if conv.in_channels != images.shape[1] or conv.out_channels % 2:
         raise ValueError("patch whitening needs the images' channels and an even number of filters")
     with torch.no_grad():
-        patches = F.unfold(images.float(), conv.kernel_size, stride=conv.stride, padding=conv.padding)
-        patches = patches.transpose(1, 2).reshape(-1, patches.shape[1])  # (images x positions, patch size)
+        patches = image_patches(images.float(), conv)  # (images x positions, patch size)
         # The 25x25 eigendecomposition on the CPU whatever the device: no solver start-up timed on a GPU, and
         # backends without eigh (MPS) still fit.
         eigenvalues, eigenvectors = torch.linalg.eigh((patches.T @ patches / len(patches)).cpu())  # ascending
