@@ -186,7 +186,8 @@ class TranslationVotes(nn.Module):
     def _votes(self, x: torch.Tensor, logits: torch.Tensor) -> torch.Tensor:
         """The mean of the images' logits and their translations', in fp32 (bf16 sums would round each vote)."""
         # One forward pass over every view, not one per translation: eight passes over a few dozen images each
-        # cost the speedrun's test evaluation a quarter of its time (docs/reference/speedrun-cpu/overheads-xeon-amx.log).
+        # made the speedrun's test evaluation 1.23x longer (70 ms against 57 at its batch of 2,500 on the AMX
+        # Xeon: docs/reference/speedrun-cpu/overheads-xeon-amx.log).
         views = torch.cat([torch.roll(x, shift, (-2, -1)) for shift in self.shifts])
         voted = self.net(views).float().view(len(self.shifts), -1, logits.shape[-1]).sum(0)
         return (logits.float() + voted) / (1 + len(self.shifts))
@@ -195,8 +196,8 @@ class TranslationVotes(nn.Module):
 def image_patches(images: torch.Tensor, conv: nn.Conv2d) -> torch.Tensor:
     """The patches `conv` reads, one row each (images x positions, channels x kernel rows x kernel columns: the
     order of F.unfold and of the conv's weight), copied once from strided views of the images: the fit is on the
-    clock of every speedrun run, and F.unfold with its transposed copy took twice the time of the whole fit this
-    way (docs/reference/speedrun-cpu/overheads-xeon-amx.log)."""
+    clock of every speedrun run, and read with F.unfold and a transposed copy it took twice as long (12.2 ms
+    against 5.9 on the AMX Xeon: docs/reference/speedrun-cpu/overheads-xeon-amx.log)."""
     if conv.dilation != (1, 1) or isinstance(conv.padding, str):
         raise ValueError("patch whitening reads patches of an undilated conv with numeric padding")
     (kh, kw), (sh, sw), (ph, pw) = conv.kernel_size, conv.stride, conv.padding
