@@ -13,8 +13,8 @@ import torch.nn.functional as F
 from torch import nn
 
 from mnistbench import load, make_spec, run_trial
-from mnistbench.core.models import (MODELS, TranslationVotes, build_model, flops_per_image, image_patches,
-                                    speedrun_cnn, step_flops_per_image, whiten_first_conv)
+from mnistbench.core.models import (MODELS, MapsLinear, TranslationVotes, build_model, flops_per_image,
+                                    image_patches, speedrun_cnn, step_flops_per_image, whiten_first_conv)
 from mnistbench.core.recipes import make_optimizer
 
 
@@ -113,6 +113,25 @@ def test_image_patches_are_what_unfold_reads(channels, kernel, stride, padding):
     images = torch.randn(3, channels, 11, 13)
     unfolded = F.unfold(images, conv.kernel_size, stride=conv.stride, padding=conv.padding)
     assert torch.equal(image_patches(images, conv), unfolded.transpose(1, 2).reshape(-1, unfolded.shape[1]))
+
+
+@pytest.mark.parametrize("channels_last", [True, False])
+def test_maps_linear_gives_a_seed_the_function_of_flatten_and_linear(channels_last):
+    """The speedrun models' dense layer reads channels-last maps without a copy; for a seed it computes what
+    nn.Flatten + nn.Linear built from the same seed computed, in either layout."""
+    torch.manual_seed(3)
+    maps_layer = MapsLinear(24, 5, 128, bias=True)
+    torch.manual_seed(3)
+    reference = nn.Sequential(nn.Flatten(), nn.Linear(24 * 5 * 5, 128))
+    maps = torch.randn(7, 24, 5, 5)
+    if channels_last:
+        maps = maps.to(memory_format=torch.channels_last)
+    assert torch.allclose(maps_layer(maps), reference(maps), atol=1e-5)
+    assert set(MapsLinear(24, 5, 128).state_dict()) == {"weight", "bias"}
+    old = nn.Sequential(nn.Conv2d(1, 16, 5, stride=2, bias=False), nn.ReLU(), nn.Conv2d(16, 24, 3, bias=False),
+                        nn.MaxPool2d(2), nn.ReLU(), nn.Flatten(), nn.Linear(600, 128), nn.ReLU(), nn.Linear(128, 10))
+    with pytest.raises(RuntimeError):  # weights saved in the old order are refused, not misread
+        speedrun_cnn().load_state_dict(old.state_dict())
 
 
 def test_votes_are_each_images_own_translations():

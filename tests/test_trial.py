@@ -6,8 +6,10 @@ import math
 
 import pytest
 import torch
+from torch import nn
 
 from mnistbench import load, make_spec, run_trial
+from mnistbench.core.trial import training_loss
 from mnistbench.data import Split
 from mnistbench.errors import ConfigError, UnknownName
 
@@ -366,3 +368,15 @@ def test_the_dry_run_estimate_times_merged_steps_at_their_own_size(synthetic_nam
     plain, grown = estimate.estimate_seconds([spec(synthetic_name, **recipe),
                                               spec(synthetic_name, **recipe, grow_at=0.6)])
     assert (plain, grown) == (10.0, 6 * 1.0 + 2 * 1.5)  # six steps of 32, two of 64
+
+
+@pytest.mark.parametrize("smoothing", [0.0, 0.1, 0.3])
+def test_the_training_loss_is_cross_entropy_with_the_specs_label_smoothing(smoothing):
+    """Value and gradient of torch's own label-smoothed cross-entropy, whichever way it is computed."""
+    torch.manual_seed(0)
+    logits, labels = torch.randn(64, 10, requires_grad=True), torch.randint(0, 10, (64,))
+    ours = training_loss(smoothing)(logits, labels)
+    (grad,) = torch.autograd.grad(ours, logits)
+    torchs = nn.CrossEntropyLoss(label_smoothing=smoothing)(logits, labels)
+    (expected,) = torch.autograd.grad(torchs, logits)
+    assert torch.allclose(ours, torchs, atol=1e-6) and torch.allclose(grad, expected, atol=1e-7)

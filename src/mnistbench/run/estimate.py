@@ -12,7 +12,7 @@ from ..core.horizon import horizon
 from ..core.models import build_model, uses_channels_last
 from ..core.recipes import make_optimizer
 from ..core.spec import TrialSpec
-from ..core.trial import autocast_for, eval_batch_size, input_dtype, resolve_device, training_step
+from ..core.trial import autocast_for, eval_batch_size, input_dtype, resolve_device, training_loss, training_step
 from ..data.datasets import Layout, layout
 
 
@@ -35,7 +35,7 @@ def _step_seconds(spec: TrialSpec, found: Layout, cache: dict, batch: int) -> fl
         model, x = _model_and_input(spec, batch, found, device)
         y = torch.randint(0, found.num_classes, (batch,), device=device)
         opt = make_optimizer(spec.optimizer, model.parameters(), spec.lr, spec.optimizer_args)
-        loss_fn = torch.nn.CrossEntropyLoss(label_smoothing=spec.label_smoothing)
+        loss_fn = training_loss(spec.label_smoothing)
         autocast = autocast_for(spec.precision, device)
         watch = Stopwatch(device)
         for i in range(4):  # the first step allocates: measure the three after it
