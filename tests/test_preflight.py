@@ -111,7 +111,7 @@ def test_image_shape_names_the_shape_and_the_models_that_take_it(tmp_path, capsy
     name = write_sized(tmp_path / "x30", 30)
     line = one_line_error(*run_main(["train", "--dataset", name, "--model", "seed-simple"], capsys, monkeypatch),
                           "has 30x30 images with 10 classes", "model seed-simple cannot take")
-    assert "models that take 30x30 images: compact, speedrun, speedrun-whitened, speedrun-lean, fast-mnist" in line
+    assert "models that take 30x30 images: compact, speedrun, speedrun-whitened, speedrun-lean, speedrun-nhwc, fast-mnist" in line
     line = one_line_error(*run_main(["train", "--dataset", write_sized(tmp_path / "x32", 32)], capsys, monkeypatch),
                           "has 32x32 images")
     assert "no model takes 32x32 images" in line

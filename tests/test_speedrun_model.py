@@ -127,11 +127,14 @@ def test_maps_linear_gives_a_seed_the_function_of_flatten_and_linear(channels_la
     if channels_last:
         maps = maps.to(memory_format=torch.channels_last)
     assert torch.allclose(maps_layer(maps), reference(maps), atol=1e-5)
-    assert set(MapsLinear(24, 5, 128).state_dict()) == {"weight", "bias"}
-    old = nn.Sequential(nn.Conv2d(1, 16, 5, stride=2, bias=False), nn.ReLU(), nn.Conv2d(16, 24, 3, bias=False),
-                        nn.MaxPool2d(2), nn.ReLU(), nn.Flatten(), nn.Linear(600, 128), nn.ReLU(), nn.Linear(128, 10))
-    with pytest.raises(RuntimeError):  # weights saved in the old order are refused, not misread
-        speedrun_cnn().load_state_dict(old.state_dict())
+    torch.manual_seed(3)
+    lean = build_model("speedrun-lean").eval()
+    torch.manual_seed(3)
+    nhwc = build_model("speedrun-nhwc").eval()
+    images = torch.randn(5, 1, 28, 28)
+    assert torch.allclose(nhwc(images), lean(images), atol=1e-5)
+    with pytest.raises(RuntimeError):  # weights saved in the other order are refused, not misread
+        nhwc.load_state_dict(lean.state_dict())
 
 
 def test_votes_are_each_images_own_translations():
@@ -150,7 +153,7 @@ def test_votes_are_each_images_own_translations():
         assert torch.allclose(out[i], torch.cat(views).mean(0), atol=1e-5)
 
 
-@pytest.mark.parametrize("name", ["speedrun-whitened", "speedrun-lean"])
+@pytest.mark.parametrize("name", ["speedrun-whitened", "speedrun-lean", "speedrun-nhwc"])
 @pytest.mark.parametrize("how", ["torch.export", "jit.trace"])
 def test_traced_votes_give_the_eager_votes(how, name):
     """A tracer (torch.export, behind the pt2 and ONNX exports, or jit.trace) sees one graph: every image's views,

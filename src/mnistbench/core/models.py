@@ -108,11 +108,11 @@ class FP32(nn.Module):
 class MapsLinear(nn.Linear):
     """A dense layer over a stack of maps (images, channels, rows, columns) that reads them in the order they lie
     in memory when channels-last, (rows, columns, channels): nn.Flatten's (channels, rows, columns) order copies
-    channels-last maps into it and their gradient back, which made the speedrun's step 1.07x longer in bf16 on
-    the AMX Xeon (docs/reference/speedrun-cpu/flatten-xeon-amx.log). Its weight is nn.Linear's initialisation
-    with the columns moved to that order, so a seed gives the function nn.Flatten + nn.Linear gave; its
-    parameters are named as no Flatten + Linear pair's are, so weights saved in the old order are refused, not
-    misread."""
+    channels-last maps into it and their gradient back: the speedrun's step took 1.06x as long at batch 256 and
+    1.11x at 512, in bf16 on the AMX Xeon (docs/reference/speedrun-cpu/flatten-xeon-amx.log). Its weight is nn.Linear's initialisation
+    with the columns moved to that order, so a seed gives the function nn.Flatten + nn.Linear give; in a
+    Sequential its parameters are named as no Flatten + Linear pair's are, so weights saved in the other order
+    are refused, not misread. Model `speedrun-nhwc`."""
 
     def __init__(self, channels: int, side: int, out_features: int, bias: bool = True):
         super().__init__(channels * side * side, out_features, bias=bias)
@@ -128,7 +128,7 @@ FOUR_NEIGHBOURS = ((0, 1), (0, -1), (1, 0), (-1, 0))  # right, left, down, up: t
 EIGHT_NEIGHBOURS = FOUR_NEIGHBOURS + ((1, 1), (1, -1), (-1, 1), (-1, -1))
 
 
-def speedrun_cnn(dense_bias: bool = True, fp32_output: bool = False) -> nn.Module:
+def speedrun_cnn(dense_bias: bool = True, fp32_output: bool = False, maps_order: bool = False) -> nn.Module:
     """The CPU speedrun model: a stride-2 first conv replaces conv + max-pool on the 24x24 map, whose pooling
     (forward, backward and the zero-fill of its gradient) cost about 40% of the reference model's step on
     CPU; label smoothing in the recipe buys back the ~0.1 point this costs. The second conv has 24 channels:
@@ -138,11 +138,13 @@ def speedrun_cnn(dense_bias: bool = True, fp32_output: bool = False) -> nn.Modul
     their gradients over every position of the maps cost 5% of a run (oneDNN, channels-last), and the same
     seeds' validation accuracy was unchanged without them (99.041% against 99.045% at 200 steps)
     (docs/reference/speedrun-cpu/explore.py and explore.log). `dense_bias` and `fp32_output` are the lean
-    model's (`lean_speedrun_cnn`)."""
+    model's (`lean_speedrun_cnn`), `maps_order` (the dense layer a `MapsLinear`) the channels-last one's."""
+    dense = ([MapsLinear(24, 5, 128, bias=dense_bias)] if maps_order
+             else [nn.Flatten(), nn.Linear(24 * 5 * 5, 128, bias=dense_bias)])
     layers = [
         nn.Conv2d(1, 16, 5, stride=2, bias=False), nn.ReLU(),       # 28 -> 12
         nn.Conv2d(16, 24, 3, bias=False), MaxPool2x2(), nn.ReLU(),  # 12 -> 10 -> 5
-        MapsLinear(24, 5, 128, bias=dense_bias), nn.ReLU(),
+        *dense, nn.ReLU(),
     ]
     output = nn.Linear(128, 10, bias=dense_bias)  # built last: a seed draws the weights in the layers' order
     return nn.Sequential(*layers, FP32(output) if fp32_output else output)
@@ -159,14 +161,15 @@ def whitened_speedrun_cnn(shifts: tuple[tuple[int, int], ...] = FOUR_NEIGHBOURS,
     return TranslationVotes(net, shifts=shifts)
 
 
-def lean_speedrun_cnn() -> nn.Module:
+def lean_speedrun_cnn(maps_order: bool = False) -> nn.Module:
     """The whitened speedrun model with fewer operators a step: dense layers without biases (no bias gradients
     to sum, two fewer tensors for the optimizer) and the output layer in fp32 (no bf16 casts of its weights and
     gradients); it votes with the eight one-pixel neighbours. On the tuning seeds' validation split, with four
     neighbours' votes: 99.05% at 150 steps against 99.01% for the same layers with the biases and a bf16 output
     (20 seeds), and 1.04x faster a run, interleaved (docs/reference/speedrun-cpu/explore.log, rounds 17 and 24).
-    The speedrun record of 2026-12-02."""
-    return whitened_speedrun_cnn(EIGHT_NEIGHBOURS, dense_bias=False, fp32_output=True)
+    The speedrun records of 2026-12-02. With `maps_order`, model `speedrun-nhwc`: the same function for a seed,
+    its dense layer reading the maps as they lie in channels-last memory (`MapsLinear`)."""
+    return whitened_speedrun_cnn(EIGHT_NEIGHBOURS, dense_bias=False, fp32_output=True, maps_order=maps_order)
 
 
 class TranslationVotes(nn.Module):
@@ -316,6 +319,9 @@ MODELS.add("speedrun-whitened", ModelEntry(
 MODELS.add("speedrun-lean", ModelEntry(
     lean_speedrun_cnn, "the whitened speedrun model without dense biases, its output layer in fp32, voting with "
     "eight neighbours", "speedrun-whitened", fit=whiten_first_conv))
+MODELS.add("speedrun-nhwc", ModelEntry(
+    lambda: lean_speedrun_cnn(maps_order=True), "speedrun-lean with its dense layer reading the maps in "
+    "channels-last order (no flatten copy; the same function for a seed)", "speedrun-whitened", fit=whiten_first_conv))
 MODELS.add("fast-mnist", ModelEntry(fast_mnist_cnn, "the GPU speed record's model (train_mnist_fast)", "fast-mnist"))
 
 
