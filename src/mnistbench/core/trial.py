@@ -241,8 +241,8 @@ class SmoothedCrossEntropy(nn.Module):
     """Cross-entropy against label-smoothed targets, (1 - s) on the label and s / classes on every class: the
     loss nn.CrossEntropyLoss(label_smoothing=s) computes, its value and gradient, as one soft-target
     cross-entropy, where nn.CrossEntropyLoss's own smoothing runs several more operators forward and backward
-    (a speedrun step at batch 256 took 1.015x as long with it, in bf16 on the AMX Xeon; no difference showed at
-    512: docs/reference/speedrun-cpu/flatten-xeon-amx.log)."""
+    (a speedrun step at batch 256 took 1.015-1.02x as long with it, in bf16 on the AMX Xeon, 1.00-1.01x at 512:
+    docs/reference/speedrun-cpu/flatten-xeon-amx.log)."""
 
     def __init__(self, label_smoothing: float):
         super().__init__()
