@@ -21,6 +21,8 @@ on this machine, those FLOPs at the matmul peak measured in the run: a figure th
 machine, so records on different CPUs compare.
 `--only speedrun` measures the record recipe alone (its accuracy claim) without the others. `--records FILE`
 appends the run's row to the records table (docs/reference/speedrun-cpu/RECORDS.md), from a clean checkout only.
+`--precision fp32` runs every recipe in fp32 where `auto` would pick bf16: the recipe both ways on one CPU (no row
+is appended from such a run).
 
     python benchmarks/speedrun.py --choose --budgets 100,115,133,150
     python benchmarks/speedrun.py --seeds 50 --records docs/reference/speedrun-cpu/RECORDS.md --log NAME.log
@@ -152,6 +154,8 @@ def main() -> None:
     parser.add_argument("--val-size", type=int, default=10_000, help="--choose: validation images")
     parser.add_argument("--records", type=Path, help="append the record recipe's row to this table")
     parser.add_argument("--log", default="", help="--records: the log file this run's output is kept in")
+    parser.add_argument("--precision", choices=("fp32", "bf16"), help="every recipe in this precision instead of "
+                        "the experiment's `auto` (to measure a recipe both ways on a CPU with native bf16)")
     args = parser.parse_args()
     held_out = range(args.first_seed, args.first_seed + args.seeds)
     if set(held_out) & set(TUNING_SEEDS):
@@ -162,6 +166,11 @@ def main() -> None:
         return choose_budget(recipes["speedrun"], [int(b) for b in args.budgets.split(",")], args.val_size)
     if args.only and args.records:
         parser.error("--records: a record is measured beside the previous record and the plain port; drop --only")
+    if args.precision and args.records:
+        parser.error("--records: a record runs the recipes as the experiment sets them (precision auto); "
+                     "drop --precision")
+    if args.precision:
+        recipes = {label: spec.model_copy(update={"precision": args.precision}) for label, spec in recipes.items()}
     previous = [label for label in recipes if label.startswith(PREVIOUS)]
     if args.records and len(previous) != 1:
         parser.error(f"--records: the speedrun experiment needs one config labelled '{PREVIOUS}<date>', the previous "

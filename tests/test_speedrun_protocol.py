@@ -140,3 +140,29 @@ def test_a_record_is_refused_before_any_trial_without_the_previous_record_beside
     with pytest.raises(SystemExit) as exit_:
         speedrun.main()
     assert exit_.value.code == 2 and "previous record" in capsys.readouterr().err
+
+
+def test_a_record_is_refused_before_any_trial_in_a_precision_the_experiment_does_not_set(speedrun, monkeypatch,
+                                                                                         capsys):
+    monkeypatch.setattr(sys, "argv", ["speedrun.py", "--records", "RECORDS.md", "--precision", "fp32"])
+    monkeypatch.setattr(speedrun, "run_trial", lambda *a: pytest.fail("no trial may run"))
+    with pytest.raises(SystemExit) as exit_:
+        speedrun.main()
+    assert exit_.value.code == 2 and "drop --precision" in capsys.readouterr().err
+
+
+def test_precision_puts_every_recipe_in_it(speedrun, monkeypatch):
+    ran = []
+
+    def stop(spec, data):
+        ran.append(spec.precision)
+        if spec.seed != 10_000:
+            raise KeyboardInterrupt  # the warm-ups and a first trial are enough to see the specs
+        return SimpleNamespace(wall_seconds=0.0)
+
+    monkeypatch.setattr(sys, "argv", ["speedrun.py", "--precision", "fp32", "--seeds", "1", "--first-seed", "100"])
+    monkeypatch.setattr(speedrun, "load", lambda name: SimpleNamespace(train=[], test=[], load_seconds=0.0))
+    monkeypatch.setattr(speedrun, "run_trial", stop)
+    with pytest.raises(KeyboardInterrupt):
+        speedrun.main()
+    assert len(ran) == 4 and set(ran) == {"fp32"}  # the three recipes' warm-ups, then the first trial
