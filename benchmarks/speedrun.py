@@ -21,8 +21,8 @@ on this machine, those FLOPs at the matmul peak measured in the run: a figure th
 machine, so records on different CPUs compare.
 `--only speedrun` measures the record recipe alone (its accuracy claim) without the others. `--records FILE`
 appends the run's row to the records table (docs/reference/speedrun-cpu/RECORDS.md), from a clean checkout only.
-`--precision fp32` runs every recipe in fp32 where `auto` would pick bf16: the recipe both ways on one CPU (no row
-is appended from such a run).
+`--precision fp32` runs every recipe (and `--choose`) in fp32 where `auto` would pick bf16: the recipe both ways on
+one CPU (no row is appended from such a run).
 
     python benchmarks/speedrun.py --choose --budgets 100,115,133,150
     python benchmarks/speedrun.py --seeds 50 --records docs/reference/speedrun-cpu/RECORDS.md --log NAME.log
@@ -162,15 +162,15 @@ def main() -> None:
         parser.error(f"seeds {held_out.start}-{held_out.stop - 1} overlap the tuning seeds 0-9: pick --first-seed >= 10")
 
     recipes = dict(load_experiment("speedrun").trials(1))  # label -> spec (seed 0)
-    if args.choose:
-        return choose_budget(recipes["speedrun"], [int(b) for b in args.budgets.split(",")], args.val_size)
-    if args.only and args.records:
-        parser.error("--records: a record is measured beside the previous record and the plain port; drop --only")
     if args.precision and args.records:
         parser.error("--records: a record runs the recipes as the experiment sets them (precision auto); "
                      "drop --precision")
     if args.precision:
         recipes = {label: spec.model_copy(update={"precision": args.precision}) for label, spec in recipes.items()}
+    if args.choose:
+        return choose_budget(recipes["speedrun"], [int(b) for b in args.budgets.split(",")], args.val_size)
+    if args.only and args.records:
+        parser.error("--records: a record is measured beside the previous record and the plain port; drop --only")
     previous = [label for label in recipes if label.startswith(PREVIOUS)]
     if args.records and len(previous) != 1:
         parser.error(f"--records: the speedrun experiment needs one config labelled '{PREVIOUS}<date>', the previous "

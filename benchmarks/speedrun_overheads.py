@@ -1,5 +1,5 @@
 """What a speedrun run spends outside its training steps, and what the ways of spending less save: the patch
-whitening's fit (`whiten_first_conv`, reading the patches with F.unfold, as before 2026-12-02, against strided views of the images,
+whitening's fit (`whiten_first_conv`, reading the patches with F.unfold, as before 66c4354, against strided views of the images,
 `image_patches`) and the final test evaluation with translation votes (one forward pass per neighbour, as
 before, against one pass over every view, `TranslationVotes._votes`), at several evaluation batch sizes. The
 variants alternate within each round so that drift on a shared machine hits them all; the model is the
@@ -27,13 +27,13 @@ from mnistbench.run.experiments import load_experiment
 
 
 def unfold_patches(images: torch.Tensor, conv: torch.nn.Conv2d) -> torch.Tensor:
-    """The fit's patches as read before 2026-12-02: F.unfold, then a transposed copy."""
+    """The fit's patches as read before 66c4354: F.unfold, then a transposed copy."""
     patches = F.unfold(images, conv.kernel_size, stride=conv.stride, padding=conv.padding)
     return patches.transpose(1, 2).reshape(-1, patches.shape[1])
 
 
 def votes_per_shift(self: TranslationVotes, x: torch.Tensor, logits: torch.Tensor) -> torch.Tensor:
-    """The votes as computed before 2026-12-02: one forward pass per translation."""
+    """The votes as computed before 66c4354: one forward pass per translation."""
     total = sum((self.net(torch.roll(x, shift, (-2, -1))).float() for shift in self.shifts), logits.float())
     return total / (1 + len(self.shifts))
 

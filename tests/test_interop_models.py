@@ -12,6 +12,7 @@ import pytest
 import torch
 
 from mnistbench import api
+from mnistbench.core.models import build_model
 from mnistbench.core.trial import evaluate
 from mnistbench.data import load, read_images, write_idx
 from mnistbench.errors import BadInput
@@ -237,6 +238,29 @@ def test_onnx_export_matches_pytorch_at_other_batch_sizes(kept, tmp_path):
         assert got.shape == (batch, 10)
         np.testing.assert_allclose(got, expected, atol=1e-4, rtol=0)
     assert session.get_modelmeta().custom_metadata_map["mnistbench.model"] == "compact"
+
+
+def test_onnx_export_of_the_speedrun_model_votes_as_pytorch_does(tmp_path):
+    """The speedrun record's model (its dense layer reading channels-last maps, votes on the images it is unsure
+    of) exported to ONNX gives PyTorch's logits, voted ones included, at a batch other than the export's."""
+    ort = pytest.importorskip("onnxruntime")
+    from mnistbench.core.checkpoint import SavedModel
+    from mnistbench.core.spec import make_spec
+    from mnistbench.interop.export import export_onnx
+
+    torch.manual_seed(0)
+    model = build_model("speedrun-nhwc").eval()
+    x = torch.randn(16, 1, 28, 28)
+    with torch.no_grad():
+        top2 = model.net(x).topk(2, dim=1).values
+    model.margin = (top2[:, 0] - top2[:, 1]).median().item()  # untrained: half the images voted on
+    saved = SavedModel(make_spec(model="speedrun-nhwc"), 0.1307, 0.3081, model.state_dict(), "test")
+    export_onnx(saved, model, tmp_path / "m.onnx")
+    with torch.no_grad():
+        expected = model(x).numpy()
+    assert 4 <= model.revoted <= 12
+    session = ort.InferenceSession(str(tmp_path / "m.onnx"), providers=["CPUExecutionProvider"])
+    np.testing.assert_allclose(session.run(None, {"images": x.numpy()})[0], expected, atol=1e-4, rtol=0)
 
 
 def test_pt2_export_loads_and_matches(kept, tmp_path, cli):

@@ -132,9 +132,28 @@ def test_maps_linear_gives_a_seed_the_function_of_flatten_and_linear(channels_la
     torch.manual_seed(3)
     nhwc = build_model("speedrun-nhwc").eval()
     images = torch.randn(5, 1, 28, 28)
+    if channels_last:
+        lean, nhwc = (m.to(memory_format=torch.channels_last) for m in (lean, nhwc))
+        images = images.to(memory_format=torch.channels_last)
     assert torch.allclose(nhwc(images), lean(images), atol=1e-5)
     with pytest.raises(RuntimeError):  # weights saved in the other order are refused, not misread
         nhwc.load_state_dict(lean.state_dict())
+
+
+@pytest.mark.parametrize("name", ["speedrun", "speedrun-whitened", "speedrun-lean"])
+def test_a_seed_gives_the_speedrun_models_the_weights_it_always_gave(name):
+    """A seed draws the initial weights in the layers' order, as the model of the records before 2026-12-02
+    was built: a stored trial or a record's seed means the same starting point whatever variant was added since."""
+    dense_bias = name != "speedrun-lean"
+    torch.manual_seed(11)
+    as_built = [nn.Conv2d(1, 16, 5, stride=2, bias=False), nn.Conv2d(16, 24, 3, bias=False),
+                nn.Linear(600, 128, bias=dense_bias), nn.Linear(128, 10, bias=dense_bias)]
+    torch.manual_seed(11)
+    model = build_model(name)
+    weights = [p for p in model.parameters() if p.dim() > 1]
+    assert [tuple(w.shape) for w in weights] == [(16, 1, 5, 5), (24, 16, 3, 3), (128, 600), (10, 128)]
+    for ours, built in zip(weights, (layer.weight for layer in as_built)):
+        assert torch.equal(ours, built)
 
 
 def test_votes_are_each_images_own_translations():

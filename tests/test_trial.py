@@ -370,11 +370,17 @@ def test_the_dry_run_estimate_times_merged_steps_at_their_own_size(synthetic_nam
     assert (plain, grown) == (10.0, 6 * 1.0 + 2 * 1.5)  # six steps of 32, two of 64
 
 
-@pytest.mark.parametrize("smoothing", [0.0, 0.1, 0.3])
-def test_the_training_loss_is_cross_entropy_with_the_specs_label_smoothing(smoothing):
-    """Value and gradient of torch's own label-smoothed cross-entropy, whichever way it is computed."""
+@pytest.mark.parametrize("smoothing,dtype", [(0.1, torch.float32), (0.3, torch.float32), (0.1, torch.bfloat16)])
+def test_the_training_loss_is_cross_entropy_with_the_specs_label_smoothing(smoothing, dtype):
+    """Value and gradient of torch's own label-smoothed cross-entropy, computed in fp32 whatever the logits' type."""
     torch.manual_seed(0)
-    logits, labels = torch.randn(64, 10, requires_grad=True), torch.randint(0, 10, (64,))
+    logits = torch.randn(64, 10).to(dtype).float().requires_grad_()
+    labels = torch.randint(0, 10, (64,))
+    if dtype != torch.float32:
+        low = logits.detach().to(dtype).requires_grad_()
+        (low_grad,) = torch.autograd.grad(training_loss(smoothing)(low, labels), low)
+        (fp32_grad,) = torch.autograd.grad(training_loss(smoothing)(logits, labels), logits)
+        assert torch.allclose(low_grad.float(), fp32_grad, atol=1e-3)
     ours = training_loss(smoothing)(logits, labels)
     (grad,) = torch.autograd.grad(ours, logits)
     torchs = nn.CrossEntropyLoss(label_smoothing=smoothing)(logits, labels)

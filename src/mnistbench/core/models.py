@@ -139,14 +139,15 @@ def speedrun_cnn(dense_bias: bool = True, fp32_output: bool = False, maps_order:
     seeds' validation accuracy was unchanged without them (99.041% against 99.045% at 200 steps)
     (docs/reference/speedrun-cpu/explore.py and explore.log). `dense_bias` and `fp32_output` are the lean
     model's (`lean_speedrun_cnn`), `maps_order` (the dense layer a `MapsLinear`) the channels-last one's."""
-    dense = ([MapsLinear(24, 5, 128, bias=dense_bias)] if maps_order
-             else [nn.Flatten(), nn.Linear(24 * 5 * 5, 128, bias=dense_bias)])
+    # Built in the layers' order: a seed draws the initial weights in that order, the same for every variant.
     layers = [
         nn.Conv2d(1, 16, 5, stride=2, bias=False), nn.ReLU(),       # 28 -> 12
         nn.Conv2d(16, 24, 3, bias=False), MaxPool2x2(), nn.ReLU(),  # 12 -> 10 -> 5
-        *dense, nn.ReLU(),
     ]
-    output = nn.Linear(128, 10, bias=dense_bias)  # built last: a seed draws the weights in the layers' order
+    layers += ([MapsLinear(24, 5, 128, bias=dense_bias)] if maps_order
+               else [nn.Flatten(), nn.Linear(24 * 5 * 5, 128, bias=dense_bias)])
+    layers.append(nn.ReLU())
+    output = nn.Linear(128, 10, bias=dense_bias)
     return nn.Sequential(*layers, FP32(output) if fp32_output else output)
 
 
@@ -179,8 +180,8 @@ class TranslationVotes(nn.Module):
     split, votes on 2.3% of the images gave the accuracy of voting on all of them for a fortieth of the extra
     forward passes (+0.13 point at 160 steps; docs/reference/speedrun-cpu/explore.log, rounds 10 and 12b); the eight
     neighbours gave 0.015-0.03 point more than the four (rounds 12 and 21); two budgets of 130 steps chosen
-    with them missed the claim on held-out seeds (p = 0.011 and 0.16, RECORDS.md), and the record of
-    2026-12-02 (`speedrun-lean`, 150 steps) votes with them.
+    with them missed the claim on held-out seeds (p = 0.011 and 0.16, RECORDS.md), and the records since
+    2026-12-02 (`speedrun-lean`, `speedrun-nhwc`, 150 batches) vote with them.
     Training is untouched. `seen` and `revoted` count the images evaluated and voted on, so a benchmark can
     count the votes' FLOPs from what the data asked."""
 
@@ -196,8 +197,10 @@ class TranslationVotes(nn.Module):
         top2 = logits.detach().float().topk(2, dim=1).values
         unsure = top2[:, 0] - top2[:, 1] < self.margin
         if torch.jit.is_tracing() or torch.onnx.is_in_onnx_export() or torch.compiler.is_compiling():
-            # A traced graph has one shape: every image's views, the same logits where kept.
-            return torch.where(unsure[:, None], self._votes(x, logits), logits.float()).to(logits.dtype)
+            # A traced graph has one shape: every image's views, the same logits where kept; a pass per
+            # translation, so an exported model's memory grows with its batch, not eight times its batch.
+            votes = self._votes(x, logits, one_pass=False)
+            return torch.where(unsure[:, None], votes, logits.float()).to(logits.dtype)
         which = unsure.nonzero().squeeze(1)
         self.seen += len(x)
         self.revoted += len(which)
@@ -205,13 +208,16 @@ class TranslationVotes(nn.Module):
             return logits
         return logits.index_copy(0, which, self._votes(x[which], logits[which]).to(logits.dtype))
 
-    def _votes(self, x: torch.Tensor, logits: torch.Tensor) -> torch.Tensor:
-        """The mean of the images' logits and their translations', in fp32 (bf16 sums would round each vote)."""
-        # One forward pass over every view, not one per translation: eight passes over a few dozen images each
-        # made the speedrun's test evaluation 1.23x longer (70 ms against 57 at its batch of 2,500 on the AMX
-        # Xeon: docs/reference/speedrun-cpu/overheads-xeon-amx.log).
-        views = torch.cat([torch.roll(x, shift, (-2, -1)) for shift in self.shifts])
-        voted = self.net(views).float().view(len(self.shifts), -1, logits.shape[-1]).sum(0)
+    def _votes(self, x: torch.Tensor, logits: torch.Tensor, one_pass: bool = True) -> torch.Tensor:
+        """The mean of the images' logits and their translations', in fp32 (bf16 sums would round each vote).
+        In eager evaluation the views of the few images voted on go through the network in one pass: a pass per
+        translation, over a few dozen images each, made the speedrun's test evaluation 1.23x longer (70 ms
+        against 57 at its batch of 2,500 on the AMX Xeon: docs/reference/speedrun-cpu/overheads-xeon-amx.log)."""
+        shifted = [torch.roll(x, shift, (-2, -1)) for shift in self.shifts]
+        if one_pass:
+            voted = self.net(torch.cat(shifted)).float().view(len(self.shifts), -1, logits.shape[-1]).sum(0)
+        else:
+            voted = sum(self.net(view).float() for view in shifted)
         return (logits.float() + voted) / (1 + len(self.shifts))
 
 
@@ -219,7 +225,8 @@ def image_patches(images: torch.Tensor, conv: nn.Conv2d) -> torch.Tensor:
     """The patches `conv` reads, one row each (images x positions, channels x kernel rows x kernel columns: the
     order of F.unfold and of the conv's weight), copied once from strided views of the images: the fit is on the
     clock of every speedrun run, and read with F.unfold and a transposed copy it took twice as long (12.2 ms
-    against 5.9 on the AMX Xeon: docs/reference/speedrun-cpu/overheads-xeon-amx.log)."""
+    against 5.9 on the AMX Xeon: docs/reference/speedrun-cpu/overheads-xeon-amx.log). An undilated conv with
+    numeric padding, as every registered model's first conv is; others are refused."""
     if conv.dilation != (1, 1) or isinstance(conv.padding, str):
         raise ValueError("patch whitening reads patches of an undilated conv with numeric padding")
     (kh, kw), (sh, sw), (ph, pw) = conv.kernel_size, conv.stride, conv.padding

@@ -250,8 +250,8 @@ class SmoothedCrossEntropy(nn.Module):
 
     def forward(self, logits: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
         classes = logits.shape[1]
-        targets = F.one_hot(labels, classes).to(logits.dtype).mul_(1 - self.label_smoothing)
-        return F.cross_entropy(logits, targets.add_(self.label_smoothing / classes))
+        targets = F.one_hot(labels, classes).float().mul_(1 - self.label_smoothing)  # fp32 whatever the logits
+        return F.cross_entropy(logits.float(), targets.add_(self.label_smoothing / classes))
 
 
 def training_loss(label_smoothing: float) -> nn.Module:

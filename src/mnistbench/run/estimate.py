@@ -30,7 +30,7 @@ def _step_seconds(spec: TrialSpec, found: Layout, cache: dict, batch: int) -> fl
     # The spec's own optimizer (Adam's update costs more than SGD's) through the loop's own training step; the
     # schedule's step is a few scalar writes and is left out.
     key = ("step", spec.model, batch, spec.precision, spec.channels_last, spec.optimizer,
-           repr(sorted(spec.optimizer_args.items())), found.image_shape, str(device))
+           repr(sorted(spec.optimizer_args.items())), bool(spec.label_smoothing), found.image_shape, str(device))
     if key not in cache:
         model, x = _model_and_input(spec, batch, found, device)
         y = torch.randint(0, found.num_classes, (batch,), device=device)
