@@ -142,8 +142,9 @@ def test_maps_linear_gives_a_seed_the_function_of_flatten_and_linear(channels_la
 
 @pytest.mark.parametrize("name", ["speedrun", "speedrun-whitened", "speedrun-lean"])
 def test_a_seed_gives_the_speedrun_models_the_weights_it_always_gave(name):
-    """A seed draws the initial weights in the layers' order, as the model of the records before 2026-12-02
-    was built: a stored trial or a record's seed means the same starting point whatever variant was added since."""
+    """A seed draws the initial weights in the layers' order, as the records' models were built before 87dc007
+    (which drew the dense layer's first): a stored trial or a record's seed means the same starting point
+    whatever variant was added since."""
     dense_bias = name != "speedrun-lean"
     torch.manual_seed(11)
     as_built = [nn.Conv2d(1, 16, 5, stride=2, bias=False), nn.Conv2d(16, 24, 3, bias=False),
