@@ -16,13 +16,12 @@ import statistics
 import time
 
 import torch
-from torch import nn
 
 from mnistbench import load
 from mnistbench.core.hardware import keep_freed_memory, native_bf16
 from mnistbench.core.models import MODELS, build_model
 from mnistbench.core.recipes import make_optimizer
-from mnistbench.core.trial import autocast_for, prepare_split, training_step
+from mnistbench.core.trial import autocast_for, prepare_split, training_loss, training_step
 
 CPU = torch.device("cpu")
 
@@ -42,7 +41,7 @@ def main() -> None:
     data = load("mnist")
     stores = {dtype: prepare_split(data.train, CPU, True, dtype) for dtype in (torch.float32, torch.bfloat16)}
     autocast = autocast_for("bf16", CPU)
-    loss_fn = nn.CrossEntropyLoss(label_smoothing=0.1)
+    loss_fn = training_loss(0.1)  # the trial's own loss, as the recipes smooth it
     order = torch.randperm(len(data.train), generator=torch.Generator().manual_seed(0))
     runs = {}
     for name in args.models.split(","):

@@ -15,14 +15,13 @@ import argparse
 import time
 
 import torch
-from torch import nn
 from torch.profiler import ProfilerActivity, profile
 
 from mnistbench import load
 from mnistbench.core.hardware import keep_freed_memory, resolve_precision
 from mnistbench.core.models import build_model
 from mnistbench.core.recipes import make_optimizer
-from mnistbench.core.trial import autocast_for, input_dtype, prepare_split, training_step
+from mnistbench.core.trial import autocast_for, input_dtype, prepare_split, training_loss, training_step
 
 CPU = torch.device("cpu")
 COLD = 10  # the first steps, untimed
@@ -51,7 +50,7 @@ def main() -> None:
     optimizer = make_optimizer(args.optimizer, model.parameters(), 1e-3, {"fused": True} if args.optimizer in
                                ("adam", "adamw") else {})
     forward = torch.compile(model) if args.compile else model
-    loss_fn = nn.CrossEntropyLoss(label_smoothing=0.1)
+    loss_fn = training_loss(0.1)  # the trial's own loss, as the recipes smooth it
     autocast = autocast_for(args.precision, CPU)
     order = torch.randperm(len(images))
 

@@ -1,9 +1,10 @@
 """What a speedrun training step costs with the dense layer reading channels-last maps as they lie
 (`MapsLinear`: model speedrun-nhwc) or through nn.Flatten, which copies them into (channels, rows, columns)
 order and their gradient back (speedrun-lean: the same function for a seed), and with the label-smoothed loss
-as torch computes it or as one soft-target cross-entropy (`SmoothedCrossEntropy`). The trial's own step (`training_step`: autocast, fused Adam over the trainable
-weights) on the trial's in-memory images, at the record's two batch sizes (256, and 512 once its batch grows);
-variants alternate within each round so that drift on a shared machine hits them all.
+as torch computes it or as one soft-target cross-entropy (`SmoothedCrossEntropy`). The trial's own step
+(`training_step`: autocast, fused Adam over the trainable weights) on the trial's in-memory images, at the
+record's two batch sizes (256, and 512 once its batch grows); variants alternate within each round so that drift
+on a shared machine hits them all.
 
     python benchmarks/speedrun_step.py --rounds 10
 """

@@ -108,11 +108,11 @@ class FP32(nn.Module):
 class MapsLinear(nn.Linear):
     """A dense layer over a stack of maps (images, channels, rows, columns) that reads them in the order they lie
     in memory when channels-last, (rows, columns, channels): nn.Flatten's (channels, rows, columns) order copies
-    channels-last maps into it and their gradient back: the speedrun's step took 1.05-1.06x as long at batch 256 and
-    1.07-1.11x at 512, in bf16 on the AMX Xeon (two runs: docs/reference/speedrun-cpu/flatten-xeon-amx.log). Its weight is nn.Linear's initialisation
-    with the columns moved to that order, so a seed gives the function nn.Flatten + nn.Linear give; in a
-    Sequential its parameters are named as no Flatten + Linear pair's are, so weights saved in the other order
-    are refused, not misread. Model `speedrun-nhwc`."""
+    channels-last maps into it and their gradient back, and the speedrun's step took 1.05-1.06x as long with it
+    at batch 256 and 1.07-1.11x at 512, in bf16 on the AMX Xeon (two runs: docs/reference/speedrun-cpu/
+    flatten-xeon-amx.log). Its weight is nn.Linear's initialisation with the columns moved to that order, so a
+    seed gives the function nn.Flatten + nn.Linear give; in a Sequential its parameters are named as no Flatten +
+    Linear pair's are, so weights saved in the other order are refused, not misread. Model `speedrun-nhwc`."""
 
     def __init__(self, channels: int, side: int, out_features: int, bias: bool = True):
         super().__init__(channels * side * side, out_features, bias=bias)
